@@ -1,0 +1,37 @@
+# webhookd — two commands: `make run` (start on the embedded default) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format migrate receiver clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("webhookd needs Python 3.11+") if sys.version_info < (3, 11) else None'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+run: $(STAMP)  ## start the API + in-process delivery workers on ./webhookd.db
+	$(BIN)/webhookd serve --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
+
+test: $(STAMP)  ## the whole suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+migrate: $(STAMP)
+	$(BIN)/webhookd migrate
+
+receiver: $(STAMP)  ## a local receiver that prints webhooks and checks their signatures
+	$(BIN)/webhookd receiver --port $${RECEIVER_PORT:-9000}
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,97 @@
+"""The FastAPI application: ``create_app(settings)`` and the lifespan that owns its resources."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from webhookd import __version__
+from webhookd.config import Settings
+from webhookd.db import Database
+from webhookd.delivery.engine import DeliveryEngine
+from webhookd.delivery.http import create_client
+from webhookd.delivery.routes import router as dlq_router
+from webhookd.endpoint.routes import router as endpoint_router
+from webhookd.errors import ORJSONResponse, error_body, install_error_handlers
+from webhookd.event.routes import router as event_router
+from webhookd.logging import configure_logging
+from webhookd.queue.base import DeliveryQueue
+from webhookd.queue.inprocess import DatabaseOnlyQueue, InProcessQueue
+from webhookd.ratelimit import MemoryRateLimiter
+from webhookd.security import resolve_admin_key
+from webhookd.tenant.routes import router as tenant_router
+
+DESCRIPTION = """
+Multi-tenant webhook delivery: publish events, webhookd signs and delivers them to every
+subscribed endpoint, retries with exponential backoff and parks what keeps failing in a
+dead-letter queue.
+
+Authenticate tenant calls with `X-API-Key`, operator calls with `X-Admin-Key`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings)
+        client = create_client(settings)
+        queue: DeliveryQueue
+        if settings.run_workers:
+            queue = InProcessQueue(DeliveryEngine(settings, db, client))
+        else:
+            queue = DatabaseOnlyQueue()
+        app.state.db = db
+        app.state.queue = queue
+        app.state.rate_limiter = MemoryRateLimiter()
+        await queue.start()
+        try:
+            yield
+        finally:
+            await queue.stop()
+            await app.state.rate_limiter.close()
+            await client.close()
+            await db.dispose()
+
+    app = FastAPI(
+        title="webhookd",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        max_body_size=settings.max_payload_bytes,
+    )
+    app.state.settings = settings
+    app.state.admin_key = resolve_admin_key(settings)[0]
+    install_error_handlers(app)
+    for router in (tenant_router, endpoint_router, event_router, dlq_router):
+        app.include_router(router)
+    _add_operational_routes(app)
+    return app
+
+
+def _add_operational_routes(app: FastAPI) -> None:
+    @app.get("/health", tags=["operations"])
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["operations"], response_model=None)
+    async def ready() -> dict[str, str] | ORJSONResponse:
+        """Readiness: the database answers."""
+        try:
+            async with app.state.db.read() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception:
+            return ORJSONResponse(error_body("not_ready", "database unreachable"), status_code=503)
+        return {"status": "ready"}
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

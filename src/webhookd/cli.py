@@ -1,0 +1,68 @@
+"""Command line: ``webhookd serve``, ``webhookd migrate``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from webhookd import __version__
+from webhookd.config import Settings
+
+app = typer.Typer(help="webhookd: multi-tenant webhook delivery.", no_args_is_help=True)
+
+
+@app.command()
+def migrate(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply the database migrations (WEBHOOKD_DATABASE_URL)."""
+    from webhookd.migrate import upgrade
+
+    upgrade(Settings(), revision)
+    typer.echo(f"database migrated to {revision}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    migrate_first: Annotated[
+        bool, typer.Option("--migrate/--no-migrate", help="Apply migrations before starting")
+    ] = True,
+) -> None:
+    """Run the HTTP API with the delivery workers in the same process."""
+    from webhookd.app import create_app
+    from webhookd.migrate import upgrade
+    from webhookd.security import resolve_admin_key
+
+    settings = Settings()
+    if migrate_first:
+        upgrade(settings)
+    admin_key, source = resolve_admin_key(settings)
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host  # noqa: S104
+    typer.echo(
+        f"webhookd {__version__}\n"
+        f"  API       http://{shown}:{port}  (OpenAPI docs: http://{shown}:{port}/docs)\n"
+        f"  database  {settings.database_url}\n"
+        f"  admin key {admin_key}  (from {source})\n"
+        f"  private targets {'ALLOWED' if settings.allow_private_targets else 'refused'}"
+        " (WEBHOOKD_ALLOW_PRIVATE_TARGETS)",
+        err=True,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)

@@ -1,0 +1,85 @@
+"""Settings: one typed object, read from the environment (prefix ``WEBHOOKD_``) and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from webhookd.delivery.retry import RetryPolicy
+
+
+def async_database_url(url: str) -> str:
+    """Map plain ``sqlite://`` / ``postgresql://`` URLs to their async drivers."""
+    if url.startswith("sqlite:"):
+        return "sqlite+aiosqlite:" + url[len("sqlite:") :]
+    for prefix in ("postgresql:", "postgres:"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg:" + url[len(prefix) :]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WEBHOOKD_", extra="ignore", populate_by_name=True)
+
+    environment: Literal["development", "production"] = "development"
+    database_url: str = Field(
+        default="sqlite:///./webhookd.db",
+        validation_alias=AliasChoices("WEBHOOKD_DATABASE_URL", "DATABASE_URL", "database_url"),
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("WEBHOOKD_REDIS_URL", "REDIS_URL", "redis_url")
+    )
+    broker_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("WEBHOOKD_BROKER_URL", "CELERY_BROKER_URL", "broker_url"),
+    )
+    admin_key: str | None = None
+    allow_private_targets: bool = False
+
+    # HTTP API
+    max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_endpoints_per_tenant: int = Field(default=100, ge=1)
+
+    # Delivery engine
+    delivery_concurrency: int = Field(default=200, ge=1, le=10_000)
+    claim_batch_size: int = Field(default=100, ge=1, le=5_000)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    poll_interval: float = Field(default=1.0, gt=0)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    request_timeout: float = Field(default=10.0, gt=0)
+    response_body_limit: int = Field(default=4096, ge=0, le=1_048_576)
+    retry_base_delay: float = Field(default=1.0, ge=0)
+    retry_max_delay: float = Field(default=32.0, ge=0)
+    max_attempts: int = Field(default=7, ge=1, le=50)
+    run_workers: bool = True
+
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return async_database_url(value)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            base_delay=self.retry_base_delay,
+            max_delay=self.retry_max_delay,
+            max_attempts=self.max_attempts,
+        )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def sqlite_path(self) -> Path | None:
+        """The database file of a SQLite URL (None for in-memory or other databases)."""
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split(":///", 1)[-1]
+        if not path or path.startswith(":memory:"):
+            return None
+        return Path(path.split("?", 1)[0])

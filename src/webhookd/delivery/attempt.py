@@ -1,0 +1,173 @@
+"""One HTTP try of one delivery: build the body, sign it, POST it, classify what happened.
+
+No database and no queue here: the engine (in-process or a distributed worker) claims the
+work and records the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from webhookd.delivery import ssrf
+from webhookd.delivery.retry import parse_retry_after
+from webhookd.delivery.signing import signature_headers
+
+
+@dataclass(slots=True)
+class Job:
+    """A claimed delivery with everything needed to send it."""
+
+    delivery_id: int
+    tenant_id: int
+    endpoint_id: int
+    event_pk: int  # events.id
+    url: str
+    secret: str
+    event_id: str
+    event_type: str
+    payload: Any
+    created_at: dt.datetime
+    attempt_number: int  # 1-based, within the current cycle
+    cycle: int
+
+    @property
+    def message_id(self) -> str:
+        """``webhook-id``: stable across every retry of this delivery."""
+        return f"dlv_{self.delivery_id}"
+
+
+@dataclass(slots=True)
+class Outcome:
+    job: Job
+    started_at: dt.datetime
+    duration_ms: float
+    succeeded: bool
+    response_status: int | None = None
+    response_body: str | None = None
+    error_kind: str | None = None  # timeout, connection, tls, dns, refused_target, http_status
+    error_message: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def summary(self) -> str:
+        if self.succeeded:
+            return f"HTTP {self.response_status}"
+        return f"{self.error_kind}: {self.error_message}"
+
+
+def isoformat(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def build_body(job: Job) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": job.event_id,
+            "event_type": job.event_type,
+            "payload": job.payload,
+            "created_at": isoformat(job.created_at),
+        }
+    )
+
+
+def build_headers(job: Job, body: bytes, timestamp: int) -> dict[str, str]:
+    headers = signature_headers(
+        secret=job.secret, msg_id=job.message_id, timestamp=timestamp, body=body
+    )
+    headers["Content-Type"] = "application/json"
+    headers["X-Webhook-Event-Type"] = job.event_type
+    headers["X-Webhook-Attempt"] = str(job.attempt_number)
+    return headers
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await response.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def classify_error(exc: BaseException) -> tuple[str, str]:
+    """(error_kind, message) for an exception raised while sending."""
+    reason = ssrf.refused_reason(exc)
+    if reason is not None:
+        return "refused_target", reason
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return "timeout", "no complete response within the timeout"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return "tls", str(exc) or type(exc).__name__
+    if isinstance(exc, ssl.SSLError):
+        return "tls", str(exc)
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "dns", str(exc)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return "invalid_url", str(exc)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return "connection", str(exc) or type(exc).__name__
+    return "error", f"{type(exc).__name__}: {exc}"
+
+
+async def perform_attempt(
+    client: aiohttp.ClientSession,
+    job: Job,
+    *,
+    allow_private: bool,
+    body_limit: int,
+) -> Outcome:
+    started_at = dt.datetime.now(dt.UTC)
+    start = time.perf_counter()
+    status: int | None = None
+    text: str | None = None
+    retry_after: float | None = None
+    try:
+        target = ssrf.parse_target(job.url)
+        # aiohttp skips the resolver for IP literals: check those here, every attempt.
+        ssrf.check_literal(target, allow_private=allow_private)
+        body = build_body(job)
+        headers = build_headers(job, body, int(time.time()))
+        async with client.post(job.url, data=body, headers=headers, allow_redirects=False) as resp:
+            status = resp.status
+            raw = await _read_capped(resp, body_limit)
+            text = raw.decode("utf-8", errors="replace")
+            if status in (429, 503):
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"), started_at)
+    except Exception as exc:  # every failure is a recorded attempt, never a crash
+        kind, message = classify_error(exc)
+        return Outcome(
+            job,
+            started_at,
+            (time.perf_counter() - start) * 1000,
+            succeeded=False,
+            response_status=status,
+            response_body=text,
+            error_kind=kind,
+            error_message=message[:1000],
+        )
+    duration_ms = (time.perf_counter() - start) * 1000
+    if 200 <= status < 300:
+        return Outcome(job, started_at, duration_ms, True, status, text)
+    return Outcome(
+        job,
+        started_at,
+        duration_ms,
+        succeeded=False,
+        response_status=status,
+        response_body=text,
+        error_kind="http_status",
+        error_message=f"receiver answered HTTP {status}"
+        + (" (redirects are not followed)" if 300 <= status < 400 else ""),
+        retry_after=retry_after,
+    )

@@ -1,0 +1,210 @@
+"""The in-process delivery engine: claim due deliveries, send them concurrently, record results.
+
+- The dispatcher claims batches with a lease (never more than ``delivery_concurrency`` in
+  flight) and sleeps until woken: by a publish, by a retry falling due, or by the poll timer
+  (which also picks up leases left behind by a dead process).
+- Each claimed delivery is one asyncio task running :func:`perform_attempt`.
+- A single writer records finished attempts in batches, one transaction per batch.
+A crash at any point leaves rows that become due again when their lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import socket
+import uuid
+
+import aiohttp
+import structlog
+
+from webhookd import metrics
+from webhookd.config import Settings
+from webhookd.db import Database, utcnow
+from webhookd.delivery import repository
+from webhookd.delivery.attempt import Job, Outcome, perform_attempt
+from webhookd.models import DeliveryStatus
+
+log = structlog.get_logger("webhookd.delivery")
+
+WRITE_BATCH = 500
+STATS_INTERVAL = 5.0
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class DeliveryEngine:
+    def __init__(self, settings: Settings, db: Database, client: aiohttp.ClientSession) -> None:
+        self.settings = settings
+        self.db = db
+        self.client = client
+        self.owner = worker_id()
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._results: asyncio.Queue[Outcome] = asyncio.Queue()
+        self._in_flight = 0
+        self._attempt_tasks: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.refresh_gauges()
+        self._loops = [
+            asyncio.create_task(self._dispatch_loop(), name="webhookd-dispatcher"),
+            asyncio.create_task(self._write_loop(), name="webhookd-writer"),
+            asyncio.create_task(self._stats_loop(), name="webhookd-stats"),
+        ]
+        log.info("engine.started", owner=self.owner, concurrency=self.settings.delivery_concurrency)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming, let attempts in flight finish for ``grace`` seconds, record them,
+        and hand back whatever is left so that the next process starts on it at once."""
+        self._stopping = True
+        self._wake.set()
+        self._slot_freed.set()
+        if self._attempt_tasks:
+            _, pending = await asyncio.wait(self._attempt_tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._results.join(), timeout=grace)
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        try:
+            async with self.db.write() as session:
+                released = await repository.release_leases(session, owner=self.owner, now=utcnow())
+        except Exception:
+            log.exception("engine.release_failed", owner=self.owner)
+        else:
+            log.info("engine.stopped", owner=self.owner, released=released)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- dispatcher --------------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        lease = dt.timedelta(seconds=self.settings.lease_seconds)
+        while not self._stopping:
+            free = self.settings.delivery_concurrency - self._in_flight
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            want = min(free, self.settings.claim_batch_size)
+            self._wake.clear()
+            try:
+                async with self.db.write() as session:
+                    jobs = await repository.claim_due(
+                        session, owner=self.owner, now=utcnow(), lease=lease, limit=want
+                    )
+            except Exception:
+                log.exception("engine.claim_failed")
+                jobs = []
+                await asyncio.sleep(self.settings.poll_interval)
+            for job in jobs:
+                self._start_attempt(job)
+            if len(jobs) == want:
+                await asyncio.sleep(0)  # more may be due: claim again after letting tasks run
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval)
+
+    def _start_attempt(self, job: Job) -> None:
+        self._in_flight += 1
+        metrics.DELIVERIES_IN_FLIGHT.inc()
+        task = asyncio.create_task(self._attempt(job))
+        self._attempt_tasks.add(task)
+        task.add_done_callback(self._attempt_tasks.discard)
+
+    async def _attempt(self, job: Job) -> None:
+        outcome = await perform_attempt(
+            self.client,
+            job,
+            allow_private=self.settings.allow_private_targets,
+            body_limit=self.settings.response_body_limit,
+        )
+        tenant = str(job.tenant_id)
+        metrics.DELIVERY_DURATION.labels(tenant=tenant).observe(outcome.duration_ms / 1000)
+        metrics.DELIVERY_ATTEMPTS.labels(attempt=str(job.attempt_number)).inc()
+        if outcome.succeeded:
+            metrics.DELIVERY_SUCCESS.labels(tenant=tenant).inc()
+        else:
+            metrics.DELIVERY_FAILURE.labels(tenant=tenant, reason=outcome.error_kind or "").inc()
+        self._results.put_nowait(outcome)
+
+    # -- writer ------------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._results.get()]
+            while len(batch) < WRITE_BATCH and not self._results.empty():
+                batch.append(self._results.get_nowait())
+            try:
+                await self._record(batch)
+            except Exception:
+                # The rows keep their lease and become due again when it expires.
+                log.exception("engine.record_failed", count=len(batch))
+            finally:
+                for _ in batch:
+                    self._results.task_done()
+                self._in_flight -= len(batch)
+                metrics.DELIVERIES_IN_FLIGHT.dec(len(batch))
+                self._slot_freed.set()
+
+    async def _record(self, batch: list[Outcome]) -> None:
+        async with self.db.write() as session:
+            recorded = await repository.record_outcomes(
+                session,
+                owner=self.owner,
+                outcomes=batch,
+                policy=self.settings.retry_policy,
+                now=utcnow(),
+            )
+        loop = asyncio.get_running_loop()
+        dead = 0
+        for r in recorded:
+            job = r.outcome.job
+            bound = log.bind(
+                delivery_id=job.delivery_id,
+                event_id=job.event_id,
+                tenant_id=job.tenant_id,
+                endpoint_id=job.endpoint_id,
+                attempt=job.attempt_number,
+                duration_ms=round(r.outcome.duration_ms, 1),
+            )
+            if r.status == DeliveryStatus.SUCCEEDED:
+                bound.info("delivery.succeeded", status=r.outcome.response_status)
+            elif r.status == DeliveryStatus.FAILED:
+                bound.warning(
+                    "delivery.retry_scheduled", error=r.outcome.summary, retry_in=r.retry_in
+                )
+                loop.call_later(r.retry_in or 0.0, self._wake.set)
+            else:
+                dead += 1
+                metrics.DEAD_LETTERED.labels(tenant=str(job.tenant_id)).inc()
+                bound.error("delivery.dead_lettered", error=r.outcome.summary)
+        if dead:
+            metrics.DLQ_SIZE.inc(dead)
+
+    # -- gauges ------------------------------------------------------------------------------
+
+    async def refresh_gauges(self) -> None:
+        async with self.db.read() as session:
+            metrics.DLQ_SIZE.set(await repository.count_unresolved_dead_letters(session))
+            metrics.DELIVERIES_DUE.set(await repository.count_due(session, now=utcnow()))
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            try:
+                await self.refresh_gauges()
+            except Exception:
+                log.exception("engine.stats_failed")

@@ -1,0 +1,213 @@
+"""Delivery state in the database: claim due work with a lease, record outcomes in batches.
+
+Invariant: ``next_attempt_at`` is set exactly while a delivery is live (pending, failed or
+delivering); a partial index on it holds only live rows, so claiming costs the same whatever
+the history. A claimed row's ``next_attempt_at`` is its lease expiry: if the worker dies,
+the row simply becomes due again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webhookd.delivery.attempt import Job, Outcome
+from webhookd.delivery.retry import RetryPolicy, next_delay
+from webhookd.models import Attempt, DeadLetter, Delivery, DeliveryStatus, Endpoint, Event, Tenant
+
+
+async def claim_due(
+    session: AsyncSession, *, owner: str, now: dt.datetime, lease: dt.timedelta, limit: int
+) -> list[Job]:
+    """Lease up to ``limit`` due deliveries to ``owner`` and load what sending them needs."""
+    due = (
+        select(Delivery.id)
+        .where(Delivery.next_attempt_at <= now)
+        .order_by(Delivery.next_attempt_at)
+        .limit(limit)
+    )
+    if session.bind.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    lease_until = now + lease
+    claimed = await session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(due.scalar_subquery()))
+        .values(
+            status=DeliveryStatus.DELIVERING,
+            lease_owner=owner,
+            lease_expires_at=lease_until,
+            next_attempt_at=lease_until,
+            updated_at=now,
+        )
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    ids = [row[0] for row in claimed]
+    if not ids:
+        return []
+    return await load_jobs(session, ids)
+
+
+async def load_jobs(session: AsyncSession, ids: Sequence[int]) -> list[Job]:
+    rows = await session.execute(
+        select(
+            Delivery.id,
+            Delivery.tenant_id,
+            Delivery.endpoint_id,
+            Delivery.event_id.label("event_pk"),
+            Endpoint.url,
+            Tenant.secret_key,
+            Event.event_id,
+            Event.event_type,
+            Event.payload,
+            Event.created_at,
+            Delivery.attempt_count,
+            Delivery.cycle,
+        )
+        .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
+        .join(Event, Event.id == Delivery.event_id)
+        .join(Tenant, Tenant.id == Delivery.tenant_id)
+        .where(Delivery.id.in_(ids))
+        .order_by(Delivery.id)
+    )
+    return [
+        Job(
+            delivery_id=r.id,
+            tenant_id=r.tenant_id,
+            endpoint_id=r.endpoint_id,
+            event_pk=r.event_pk,
+            url=r.url,
+            secret=r.secret_key,
+            event_id=r.event_id,
+            event_type=r.event_type,
+            payload=r.payload,
+            created_at=r.created_at,
+            attempt_number=r.attempt_count + 1,
+            cycle=r.cycle,
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    outcome: Outcome
+    status: DeliveryStatus
+    retry_in: float | None  # seconds until the next attempt, for failed deliveries
+
+
+async def record_outcomes(
+    session: AsyncSession,
+    *,
+    owner: str,
+    outcomes: Sequence[Outcome],
+    policy: RetryPolicy,
+    now: dt.datetime,
+) -> list[Recorded]:
+    """Write each attempt and move its delivery on. Deliveries whose lease this owner lost
+    (expired and re-claimed, or deleted with their endpoint) are skipped."""
+    recorded: list[Recorded] = []
+    for outcome in outcomes:
+        job = outcome.job
+        values: dict[str, object] = {
+            "attempt_count": job.attempt_number,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "last_status_code": outcome.response_status,
+            "updated_at": now,
+        }
+        retry_in: float | None = None
+        if outcome.succeeded:
+            status = DeliveryStatus.SUCCEEDED
+            values.update(next_attempt_at=None, delivered_at=now, last_error=None)
+        else:
+            retry_in = next_delay(policy, job.attempt_number, retry_after=outcome.retry_after)
+            status = DeliveryStatus.DEAD if retry_in is None else DeliveryStatus.FAILED
+            next_at = None if retry_in is None else now + dt.timedelta(seconds=retry_in)
+            values.update(next_attempt_at=next_at, last_error=outcome.summary[:1000])
+        result = await session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id == job.delivery_id,
+                Delivery.lease_owner == owner,
+                Delivery.status == DeliveryStatus.DELIVERING,
+                Delivery.cycle == job.cycle,
+            )
+            .values(status=status, **values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            recorded.append(Recorded(outcome, status, retry_in))
+    if not recorded:
+        return recorded
+    await session.execute(
+        insert(Attempt),
+        [
+            {
+                "delivery_id": r.outcome.job.delivery_id,
+                "cycle": r.outcome.job.cycle,
+                "attempt_number": r.outcome.job.attempt_number,
+                "started_at": r.outcome.started_at,
+                "duration_ms": round(r.outcome.duration_ms, 3),
+                "response_status": r.outcome.response_status,
+                "response_body": r.outcome.response_body,
+                "error_kind": r.outcome.error_kind,
+                "error_message": r.outcome.error_message,
+                "succeeded": r.outcome.succeeded,
+            }
+            for r in recorded
+        ],
+    )
+    dead = [r for r in recorded if r.status == DeliveryStatus.DEAD]
+    if dead:
+        await session.execute(
+            insert(DeadLetter),
+            [
+                {
+                    "tenant_id": r.outcome.job.tenant_id,
+                    "delivery_id": r.outcome.job.delivery_id,
+                    "endpoint_id": r.outcome.job.endpoint_id,
+                    "event_id": r.outcome.job.event_pk,
+                    "event_type": r.outcome.job.event_type,
+                    "attempts": r.outcome.job.attempt_number,
+                    "last_error": r.outcome.summary[:1000],
+                    "resolved": False,
+                    "created_at": now,
+                }
+                for r in dead
+            ],
+        )
+    return recorded
+
+
+async def release_leases(session: AsyncSession, *, owner: str, now: dt.datetime) -> int:
+    """Make this owner's unfinished claims due again at once (graceful shutdown)."""
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.lease_owner == owner, Delivery.status == DeliveryStatus.DELIVERING)
+        .values(next_attempt_at=now, lease_expires_at=now, lease_owner=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def count_due(session: AsyncSession, *, now: dt.datetime) -> int:
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(Delivery).where(Delivery.next_attempt_at <= now)
+        )
+        or 0
+    )
+
+
+async def count_unresolved_dead_letters(session: AsyncSession) -> int:
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(DeadLetter).where(DeadLetter.resolved.is_(False))
+        )
+        or 0
+    )

@@ -1,0 +1,98 @@
+"""Dead-letter queue routes: list, inspect, retry (one or by filter), resolve."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from webhookd import metrics
+from webhookd.delivery import dlq
+from webhookd.delivery.schemas import DeadLetterFilter, DeadLetterRead, RetryResult
+from webhookd.deps import DatabaseDep, QueueDep, SessionDep, TenantDep
+from webhookd.event.schemas import EventType
+from webhookd.models import DeadLetter
+from webhookd.routing import OrjsonRoute
+from webhookd.schemas import Page
+
+router = APIRouter(prefix="/api/v1/dlq", tags=["dead-letter queue"], route_class=OrjsonRoute)
+
+
+def _read(entry: DeadLetter, event_id: str) -> DeadLetterRead:
+    data = {k: getattr(entry, k) for k in DeadLetterRead.model_fields if k != "event_id"}
+    return DeadLetterRead.model_validate({**data, "event_id": event_id})
+
+
+@router.get("", response_model=Page[DeadLetterRead])
+async def list_dead_letters(
+    tenant: TenantDep,
+    session: SessionDep,
+    endpoint_id: Annotated[int | None, Query(ge=0)] = None,
+    event_type: Annotated[EventType | None, Query()] = None,
+    resolved: Annotated[bool | None, Query(description="Default: unresolved only")] = False,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[int | None, Query(ge=0)] = None,
+) -> Page[DeadLetterRead]:
+    """Dead-lettered deliveries, newest first."""
+    rows = await dlq.list_entries(
+        session,
+        tenant_id=tenant.id,
+        endpoint_id=endpoint_id,
+        event_type=event_type,
+        resolved=resolved,
+        limit=limit,
+        cursor=cursor,
+    )
+    items = [_read(entry, event_id) for entry, event_id in rows]
+    return Page(items=items, next_cursor=items[-1].id if len(items) == limit else None)
+
+
+@router.post("/retry", response_model=RetryResult)
+async def retry_dead_letters(
+    tenant: TenantDep, db: DatabaseDep, queue: QueueDep, selection: DeadLetterFilter | None = None
+) -> RetryResult:
+    """Retry every unresolved entry that matches the filter (all of them without one),
+    up to 1,000 per call. Each gets a fresh cycle of attempts."""
+    selection = selection or DeadLetterFilter()
+    async with db.write() as session:
+        delivery_ids = await dlq.retry_matching(
+            session,
+            tenant_id=tenant.id,
+            endpoint_id=selection.endpoint_id,
+            event_type=selection.event_type,
+        )
+    if delivery_ids:
+        metrics.DLQ_SIZE.dec(len(delivery_ids))
+        await queue.submit(delivery_ids)
+    return RetryResult(retried=len(delivery_ids), delivery_ids=delivery_ids)
+
+
+@router.get("/{entry_id}", response_model=DeadLetterRead)
+async def get_dead_letter(entry_id: int, tenant: TenantDep, session: SessionDep) -> DeadLetterRead:
+    entry, event_id = await dlq.get_entry(session, tenant_id=tenant.id, entry_id=entry_id)
+    return _read(entry, event_id)
+
+
+@router.post("/{entry_id}/retry", response_model=RetryResult)
+async def retry_dead_letter(
+    entry_id: int, tenant: TenantDep, db: DatabaseDep, queue: QueueDep
+) -> RetryResult:
+    """Deliver again with a fresh cycle of attempts; earlier attempts stay on record."""
+    async with db.write() as session:
+        delivery_id = await dlq.retry_entry(session, tenant_id=tenant.id, entry_id=entry_id)
+    metrics.DLQ_SIZE.dec()
+    await queue.submit([delivery_id])
+    return RetryResult(retried=1, delivery_ids=[delivery_id])
+
+
+@router.delete("/{entry_id}", response_model=DeadLetterRead)
+async def resolve_dead_letter(entry_id: int, tenant: TenantDep, db: DatabaseDep) -> DeadLetterRead:
+    """Mark the entry resolved without delivering it (``resolution: discarded``)."""
+    async with db.write() as session:
+        entry, event_id = await dlq.get_entry(session, tenant_id=tenant.id, entry_id=entry_id)
+        was_open = not entry.resolved
+        entry = await dlq.discard_entry(session, tenant_id=tenant.id, entry_id=entry_id)
+        result = _read(entry, event_id)
+    if was_open:
+        metrics.DLQ_SIZE.dec()
+    return result

@@ -1,0 +1,131 @@
+"""Dependency aliases used by the routes: sessions, settings, and who is calling."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webhookd.config import Settings
+from webhookd.db import Database
+from webhookd.errors import NotFound, Unauthorized
+from webhookd.models import Tenant
+from webhookd.queue.base import DeliveryQueue
+from webhookd.ratelimit import RateLimiter
+from webhookd.security import hash_api_key, keys_equal
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="A tenant's API key (whk_...)"
+)
+admin_key_header = APIKeyHeader(
+    name="X-Admin-Key", auto_error=False, description="The operator's admin key"
+)
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_database(request: Request) -> Database:
+    return request.app.state.db  # type: ignore[no-any-return]
+
+
+def get_queue(request: Request) -> DeliveryQueue:
+    return request.app.state.queue  # type: ignore[no-any-return]
+
+
+def get_rate_limiter(request: Request) -> RateLimiter:
+    return request.app.state.rate_limiter  # type: ignore[no-any-return]
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+QueueDep = Annotated[DeliveryQueue, Depends(get_queue)]
+RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+
+
+async def read_session(db: DatabaseDep) -> AsyncIterator[AsyncSession]:
+    async with db.read() as session:
+        yield session
+
+
+async def write_session(db: DatabaseDep) -> AsyncIterator[AsyncSession]:
+    """Commit at the boundary: committed after the route returns, before the response is sent."""
+    async with db.write() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(read_session, scope="function")]
+WriteSessionDep = Annotated[AsyncSession, Depends(write_session, scope="function")]
+
+
+def _is_admin(request: Request, given: str | None) -> bool:
+    return given is not None and keys_equal(given, request.app.state.admin_key)
+
+
+async def require_admin(
+    request: Request, admin_key: Annotated[str | None, Depends(admin_key_header)]
+) -> None:
+    if not admin_key:
+        raise Unauthorized("missing X-Admin-Key header")
+    if not _is_admin(request, admin_key):
+        raise Unauthorized("invalid admin key")
+
+
+async def _tenant_for_key(db: Database, api_key: str) -> Tenant | None:
+    async with db.read() as session:
+        result = await session.execute(
+            select(Tenant).where(Tenant.api_key_hash == hash_api_key(api_key))
+        )
+        return result.scalar_one_or_none()
+
+
+async def require_tenant(
+    db: DatabaseDep, api_key: Annotated[str | None, Depends(api_key_header)]
+) -> Tenant:
+    if not api_key:
+        raise Unauthorized("missing X-API-Key header")
+    tenant = await _tenant_for_key(db, api_key)
+    if tenant is None:
+        raise Unauthorized("invalid API key")
+    return tenant
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling a tenant-scoped route: the operator (admin key) or one tenant."""
+
+    tenant_id: int | None  # None for the admin
+
+    @property
+    def is_admin(self) -> bool:
+        return self.tenant_id is None
+
+    def check_tenant(self, tenant_id: int) -> None:
+        """Another tenant's id looks exactly like a missing one: 404, never 403."""
+        if self.tenant_id is not None and self.tenant_id != tenant_id:
+            raise NotFound(f"tenant {tenant_id} not found")
+
+
+async def require_principal(
+    request: Request,
+    db: DatabaseDep,
+    api_key: Annotated[str | None, Depends(api_key_header)],
+    admin_key: Annotated[str | None, Depends(admin_key_header)],
+) -> Principal:
+    if admin_key:
+        if not _is_admin(request, admin_key):
+            raise Unauthorized("invalid admin key")
+        return Principal(tenant_id=None)
+    tenant = await require_tenant(db, api_key)
+    return Principal(tenant_id=tenant.id)
+
+
+AdminDep = Annotated[None, Depends(require_admin)]
+TenantDep = Annotated[Tenant, Depends(require_tenant)]
+PrincipalDep = Annotated[Principal, Depends(require_principal)]

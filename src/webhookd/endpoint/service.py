@@ -1,0 +1,109 @@
+"""Endpoints: every query starts from the tenant that owns them."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webhookd.config import Settings
+from webhookd.delivery import ssrf
+from webhookd.endpoint.schemas import EndpointCreate, EndpointUpdate
+from webhookd.errors import Conflict, NotFound, Unprocessable
+from webhookd.models import Endpoint
+
+
+async def check_url(url: str, settings: Settings) -> str:
+    """Refuse URLs that are not http(s) or that point into private networks (422)."""
+    try:
+        target = ssrf.parse_target(url)
+        if not settings.allow_private_targets:
+            ssrf.check_literal(target, allow_private=False, allow_networks=())
+            if target.literal_ip is None:
+                await ssrf.resolve_checked(target.host, target.port, allow_private=False)
+    except ssrf.TargetRefused as exc:
+        raise Unprocessable(
+            f"url: {exc.reason}",
+            fields=[{"field": "url", "location": "body", "message": exc.reason}],
+        ) from exc
+    return url
+
+
+async def create_endpoint(
+    session: AsyncSession, *, tenant_id: int, data: EndpointCreate, settings: Settings
+) -> Endpoint:
+    await check_url(data.url, settings)
+    count = await session.scalar(
+        select(func.count()).select_from(Endpoint).where(Endpoint.tenant_id == tenant_id)
+    )
+    if (count or 0) >= settings.max_endpoints_per_tenant:
+        raise Conflict(
+            f"tenant {tenant_id} already has {count} endpoints "
+            f"(limit {settings.max_endpoints_per_tenant})"
+        )
+    endpoint = Endpoint(tenant_id=tenant_id, **data.model_dump())
+    session.add(endpoint)
+    await session.flush()
+    return endpoint
+
+
+async def get_endpoint(session: AsyncSession, *, tenant_id: int, endpoint_id: int) -> Endpoint:
+    endpoint = await session.scalar(
+        select(Endpoint).where(Endpoint.tenant_id == tenant_id, Endpoint.id == endpoint_id)
+    )
+    if endpoint is None:
+        raise NotFound(f"endpoint {endpoint_id} not found")
+    return endpoint
+
+
+async def list_endpoints(
+    session: AsyncSession, *, tenant_id: int, limit: int, cursor: int | None
+) -> list[Endpoint]:
+    query = (
+        select(Endpoint).where(Endpoint.tenant_id == tenant_id).order_by(Endpoint.id).limit(limit)
+    )
+    if cursor is not None:
+        query = query.where(Endpoint.id > cursor)
+    return list((await session.execute(query)).scalars())
+
+
+async def update_endpoint(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    endpoint_id: int,
+    data: EndpointUpdate,
+    settings: Settings,
+) -> Endpoint:
+    endpoint = await get_endpoint(session, tenant_id=tenant_id, endpoint_id=endpoint_id)
+    changes = data.model_dump(exclude_unset=True)
+    for field in ("url", "event_types", "is_active"):
+        if field in changes and changes[field] is None:
+            raise Unprocessable(
+                f"{field} may not be null",
+                fields=[{"field": field, "location": "body", "message": "may not be null"}],
+            )
+    if "url" in changes:
+        await check_url(changes["url"], settings)
+    for field, value in changes.items():
+        setattr(endpoint, field, value)
+    await session.flush()
+    return endpoint
+
+
+async def delete_endpoint(session: AsyncSession, *, tenant_id: int, endpoint_id: int) -> None:
+    """Delete an endpoint with its deliveries, attempts and dead letters."""
+    endpoint = await get_endpoint(session, tenant_id=tenant_id, endpoint_id=endpoint_id)
+    await session.delete(endpoint)
+    await session.flush()
+
+
+async def matching_endpoint_ids(
+    session: AsyncSession, *, tenant_id: int, event_type: str
+) -> list[int]:
+    """Routing: the tenant's active endpoints subscribed to ``event_type`` (or to everything)."""
+    rows = await session.execute(
+        select(Endpoint.id, Endpoint.event_types).where(
+            Endpoint.tenant_id == tenant_id, Endpoint.is_active.is_(True)
+        )
+    )
+    return [eid for eid, types in rows if not types or event_type in types]

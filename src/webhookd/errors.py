@@ -1,0 +1,139 @@
+"""One error type for the API, and handlers that render every error as one JSON shape.
+
+Shape: ``{"error": {"code", "message", "fields": [{"field", "location", "message"}]}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+log = structlog.get_logger("webhookd.errors")
+
+
+class ORJSONResponse(JSONResponse):
+    """JSON response rendered with orjson (for the handlers below and hand-built replies)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class AppError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        fields: list[dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+        if code is not None:
+            self.code = code
+        self.headers = headers
+        self.fields = fields
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+
+
+class Unprocessable(AppError):
+    status_code = 422
+    code = "validation_error"
+
+
+def error_body(
+    code: str, message: str, fields: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"error": error}
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    fields = []
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ())]
+        location = loc[0] if loc else "body"
+        field = ".".join(loc[1:]) or location
+        message = str(err.get("msg", "invalid value"))
+        ctx = err.get("ctx") or {}
+        if err.get("type") == "json_invalid" and "error" in ctx:
+            field, message = "body", f"request body is not valid JSON: {ctx['error']}"
+        fields.append({"field": field, "location": location, "message": message})
+    return fields
+
+
+async def _app_error(_request: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, AppError)
+    return ORJSONResponse(
+        error_body(exc.code, exc.message, exc.fields),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _validation_error(_request: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = _field_errors(exc)
+    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+    return ORJSONResponse(
+        error_body("validation_error", f"invalid request: {summary}", fields), status_code=422
+    )
+
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+async def _http_error(_request: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return ORJSONResponse(
+        error_body(code, message),
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
+
+
+async def _unhandled(request: Request, exc: Exception) -> ORJSONResponse:
+    log.exception("request.unhandled_error", path=request.url.path, method=request.method)
+    return ORJSONResponse(error_body("internal_error", "internal server error"), status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from webhookd import metrics
+from webhookd.delivery.schemas import AttemptRead
+from webhookd.deps import DatabaseDep, QueueDep, RateLimiterDep, SessionDep, TenantDep
+from webhookd.errors import AppError
+from webhookd.event import service
+from webhookd.event.schemas import DeliveryDetail, EventAccepted, EventCreate, EventRead, EventType
+from webhookd.routing import OrjsonRoute
+from webhookd.schemas import Page
+
+router = APIRouter(prefix="/api/v1/events", tags=["events"], route_class=OrjsonRoute)
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=EventAccepted,
+    responses={
+        200: {"model": EventAccepted, "description": "Duplicate event_id: the original event"},
+        429: {"description": "Over the tenant's rate limit; see Retry-After"},
+    },
+)
+async def publish_event(
+    data: EventCreate,
+    tenant: TenantDep,
+    db: DatabaseDep,
+    queue: QueueDep,
+    limiter: RateLimiterDep,
+    response: Response,
+) -> EventAccepted:
+    """Publish an event to every subscribed endpoint of the tenant.
+
+    The event and its deliveries are committed before this answers 202. Publishing the same
+    event_id again answers 200 with the original event and ``duplicate: true``.
+    """
+    decision = await limiter.acquire(f"tenant:{tenant.id}", tenant.rate_limit)
+    if not decision.allowed:
+        metrics.RATE_LIMIT_HITS.labels(tenant=str(tenant.id)).inc()
+        raise AppError(
+            f"rate limit of {tenant.rate_limit} events/minute exceeded",
+            status_code=429,
+            code="rate_limited",
+            headers=decision.headers,
+        )
+    response.headers.update(decision.headers)
+    async with db.write() as session:
+        published = await service.publish_event(session, tenant_id=tenant.id, data=data)
+    if published.accepted.duplicate:
+        response.status_code = 200
+    else:
+        metrics.EVENTS_PUBLISHED.labels(tenant=str(tenant.id), event_type=data.event_type).inc()
+        if published.delivery_ids:
+            await queue.submit(published.delivery_ids)
+    return published.accepted
+
+
+@router.get("", response_model=Page[EventRead])
+async def list_events(
+    tenant: TenantDep,
+    session: SessionDep,
+    event_type: Annotated[EventType | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[int | None, Query(ge=0)] = None,
+) -> Page[EventRead]:
+    """The tenant's events, newest first."""
+    events = await service.list_events(
+        session, tenant_id=tenant.id, event_type=event_type, limit=limit, cursor=cursor
+    )
+    items = [EventRead.model_validate(e) for e in events]
+    return Page(items=items, next_cursor=items[-1].id if len(items) == limit else None)
+
+
+@router.get("/{event_id}", response_model=EventRead)
+async def get_event(event_id: str, tenant: TenantDep, session: SessionDep) -> EventRead:
+    """An event by the event_id it was published with."""
+    event = await service.get_event(session, tenant_id=tenant.id, event_id=event_id)
+    return EventRead.model_validate(event)
+
+
+@router.get("/{event_id}/deliveries", response_model=list[DeliveryDetail])
+async def get_event_deliveries(
+    event_id: str, tenant: TenantDep, session: SessionDep
+) -> list[DeliveryDetail]:
+    """Each delivery of the event with every attempt made so far."""
+    rows = await service.event_deliveries(session, tenant_id=tenant.id, event_id=event_id)
+    return [
+        DeliveryDetail.model_validate(
+            {
+                **{k: getattr(d, k) for k in DeliveryDetail.model_fields if k != "attempts"},
+                "attempts": [AttemptRead.model_validate(a) for a in attempts],
+            }
+        )
+        for d, attempts in rows
+    ]

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from webhookd.delivery.schemas import AttemptRead, DeliveryStatusLiteral
+from webhookd.schemas import MAX_JSON_DEPTH, ReadModel, json_depth
+
+EventType = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="Letters, digits, '_', '.' and '-', e.g. user.created",
+        examples=["user.created"],
+    ),
+]
+EventId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Your idempotency key: printable ASCII without spaces. Publishing the same "
+        "event_id again returns the original event and delivers nothing new.",
+        examples=["evt_123"],
+    ),
+]
+
+
+class EventCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: EventId
+    event_type: EventType
+    payload: dict[str, Any] = Field(description="Any JSON object; delivered as is.")
+
+    @field_validator("payload")
+    @classmethod
+    def _bounded_depth(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if json_depth(value) > MAX_JSON_DEPTH:
+            raise ValueError(f"payload nests deeper than {MAX_JSON_DEPTH} levels")
+        return value
+
+
+class DeliverySummary(BaseModel):
+    id: int
+    endpoint_id: int
+    status: DeliveryStatusLiteral
+
+
+class EventAccepted(BaseModel):
+    id: int
+    event_id: str
+    event_type: str
+    created_at: dt.datetime
+    deliveries: list[DeliverySummary]
+    duplicate: bool
+
+
+class EventRead(ReadModel):
+    id: int
+    event_id: str
+    event_type: str
+    payload: dict[str, Any]
+    created_at: dt.datetime
+
+
+class DeliveryDetail(ReadModel):
+    id: int
+    endpoint_id: int
+    status: DeliveryStatusLiteral
+    attempt_count: int
+    cycle: int
+    next_attempt_at: dt.datetime | None
+    last_error: str | None
+    last_status_code: int | None
+    created_at: dt.datetime
+    delivered_at: dt.datetime | None
+    attempts: list[AttemptRead]

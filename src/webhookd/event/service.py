@@ -1,0 +1,145 @@
+"""Publishing: the event and its delivery rows in one transaction, idempotent per tenant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webhookd.db import utcnow
+from webhookd.endpoint.service import matching_endpoint_ids
+from webhookd.errors import NotFound
+from webhookd.event.schemas import DeliverySummary, EventAccepted, EventCreate
+from webhookd.models import Attempt, Delivery, DeliveryStatus, Event
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    accepted: EventAccepted
+    delivery_ids: list[int]  # new deliveries to hand to the queue after commit
+
+
+async def publish_event(session: AsyncSession, *, tenant_id: int, data: EventCreate) -> Published:
+    now = utcnow()
+    dialect_insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    inserted = await session.execute(
+        dialect_insert(Event)
+        .values(
+            tenant_id=tenant_id,
+            event_id=data.event_id,
+            event_type=data.event_type,
+            payload=data.payload,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["tenant_id", "event_id"])
+        .returning(Event.id)
+    )
+    event_pk = inserted.scalar_one_or_none()
+    if event_pk is None:
+        return Published(await _existing(session, tenant_id=tenant_id, event_id=data.event_id), [])
+
+    endpoint_ids = await matching_endpoint_ids(
+        session, tenant_id=tenant_id, event_type=data.event_type
+    )
+    summaries: list[DeliverySummary] = []
+    if endpoint_ids:
+        rows = await session.execute(
+            insert(Delivery).returning(
+                Delivery.id, Delivery.endpoint_id, sort_by_parameter_order=True
+            ),
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "event_id": event_pk,
+                    "endpoint_id": endpoint_id,
+                    "status": DeliveryStatus.PENDING,
+                    "attempt_count": 0,
+                    "cycle": 1,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for endpoint_id in endpoint_ids
+            ],
+        )
+        summaries = [
+            DeliverySummary(id=did, endpoint_id=eid, status="pending") for did, eid in rows
+        ]
+    accepted = EventAccepted(
+        id=event_pk,
+        event_id=data.event_id,
+        event_type=data.event_type,
+        created_at=now,
+        deliveries=summaries,
+        duplicate=False,
+    )
+    return Published(accepted, [s.id for s in summaries])
+
+
+async def _existing(session: AsyncSession, *, tenant_id: int, event_id: str) -> EventAccepted:
+    event = await get_event(session, tenant_id=tenant_id, event_id=event_id)
+    rows = await session.execute(
+        select(Delivery.id, Delivery.endpoint_id, Delivery.status)
+        .where(Delivery.event_id == event.id)
+        .order_by(Delivery.id)
+    )
+    return EventAccepted(
+        id=event.id,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        created_at=event.created_at,
+        deliveries=[DeliverySummary(id=i, endpoint_id=e, status=s) for i, e, s in rows],
+        duplicate=True,
+    )
+
+
+async def get_event(session: AsyncSession, *, tenant_id: int, event_id: str) -> Event:
+    event = await session.scalar(
+        select(Event).where(Event.tenant_id == tenant_id, Event.event_id == event_id)
+    )
+    if event is None:
+        raise NotFound(f"event {event_id!r} not found")
+    return event
+
+
+async def list_events(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    event_type: str | None,
+    limit: int,
+    cursor: int | None,
+) -> list[Event]:
+    query = select(Event).where(Event.tenant_id == tenant_id).order_by(Event.id.desc()).limit(limit)
+    if event_type:
+        query = query.where(Event.event_type == event_type)
+    if cursor is not None:
+        query = query.where(Event.id < cursor)
+    return list((await session.execute(query)).scalars())
+
+
+async def event_deliveries(
+    session: AsyncSession, *, tenant_id: int, event_id: str
+) -> list[tuple[Delivery, list[Attempt]]]:
+    """The event's deliveries, each with its attempts in order."""
+    event = await get_event(session, tenant_id=tenant_id, event_id=event_id)
+    deliveries = list(
+        (
+            await session.execute(
+                select(Delivery).where(Delivery.event_id == event.id).order_by(Delivery.id)
+            )
+        ).scalars()
+    )
+    attempts: dict[int, list[Attempt]] = {d.id: [] for d in deliveries}
+    if deliveries:
+        rows = await session.execute(
+            select(Attempt)
+            .where(Attempt.delivery_id.in_(attempts))
+            .order_by(Attempt.delivery_id, Attempt.id)
+        )
+        for attempt in rows.scalars():
+            attempts[attempt.delivery_id].append(attempt)
+    return [(d, attempts[d.id]) for d in deliveries]

@@ -1,0 +1,43 @@
+"""Structured JSON logs, one object per line on stdout.
+
+Messages are constants (``delivery.succeeded``); context is bound (``delivery_id=...``).
+Keys, secrets and signatures are never passed to a logger; ``redact`` drops them anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import orjson
+import structlog
+
+SENSITIVE_KEYS = frozenset(
+    {"api_key", "secret_key", "secret", "admin_key", "signature", "authorization", "x-api-key"}
+)
+
+
+def redact(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    for key in SENSITIVE_KEYS.intersection(event_dict):
+        event_dict[key] = "[redacted]"
+    return event_dict
+
+
+def configure_logging(level: str = "INFO") -> None:
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.BytesLoggerFactory(file=sys.stdout.buffer),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,50 @@
+"""Prometheus metrics: module constants recorded at the edges; the brief's names as written."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_PUBLISHED = Counter(
+    "webhook_events_published",
+    "Events accepted by POST /api/v1/events (duplicates excluded).",
+    ["tenant", "event_type"],
+)
+DELIVERY_SUCCESS = Counter(
+    "webhook_delivery_success",
+    "Delivery attempts answered with a 2xx.",
+    ["tenant"],
+)
+DELIVERY_FAILURE = Counter(
+    "webhook_delivery_failure",
+    "Delivery attempts that failed (non-2xx, timeout, connection or TLS error, refused target).",
+    ["tenant", "reason"],
+)
+DELIVERY_DURATION = Histogram(
+    "webhook_delivery_duration_seconds",
+    "Duration of one delivery attempt (request sent to response read).",
+    ["tenant"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+DLQ_SIZE = Gauge("webhook_dlq_size", "Unresolved entries in the dead-letter queue.")
+RATE_LIMIT_HITS = Counter(
+    "webhook_rate_limit_hits",
+    "Publish requests refused with 429 by the per-tenant rate limit.",
+    ["tenant"],
+)
+DELIVERY_ATTEMPTS = Counter(
+    "webhook_delivery_attempts",
+    "Delivery attempts by attempt number within the retry cycle (the retry distribution).",
+    ["attempt"],
+)
+DEAD_LETTERED = Counter(
+    "webhook_dead_lettered",
+    "Deliveries moved to the dead-letter queue after their last failed attempt.",
+    ["tenant"],
+)
+DELIVERIES_DUE = Gauge(
+    "webhook_deliveries_due",
+    "Deliveries whose next attempt is due now and not yet claimed (the backlog).",
+)
+DELIVERIES_IN_FLIGHT = Gauge(
+    "webhook_deliveries_in_flight", "Delivery attempts in progress in this process."
+)

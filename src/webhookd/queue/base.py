@@ -1,0 +1,21 @@
+"""The seam between publishing and delivering.
+
+The database is the source of truth: a delivery row that is due will be delivered whether or
+not anybody is told about it. A queue only makes that happen sooner: ``submit`` is called after
+the publishing transaction commits. The in-process queue wakes the local dispatcher; a broker
+queue (Celery on RabbitMQ) publishes the ids to distributed workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class DeliveryQueue(Protocol):
+    async def start(self) -> None: ...
+
+    async def submit(self, delivery_ids: Sequence[int]) -> None:
+        """New or re-scheduled deliveries were committed and are due now."""
+
+    async def stop(self) -> None: ...

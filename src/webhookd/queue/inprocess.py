@@ -1,0 +1,37 @@
+"""The embedded default: delivery workers run inside the API process."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from webhookd.delivery.engine import DeliveryEngine
+
+
+class InProcessQueue:
+    """Hands committed deliveries to the local engine by waking its dispatcher."""
+
+    def __init__(self, engine: DeliveryEngine) -> None:
+        self.engine = engine
+
+    async def start(self) -> None:
+        await self.engine.start()
+
+    async def submit(self, delivery_ids: Sequence[int]) -> None:
+        self.engine.wake()
+
+    async def stop(self) -> None:
+        await self.engine.stop()
+
+
+class DatabaseOnlyQueue:
+    """For an API process without local workers: the rows are in the database, and workers
+    elsewhere poll for due deliveries."""
+
+    async def start(self) -> None:
+        return None
+
+    async def submit(self, delivery_ids: Sequence[int]) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
