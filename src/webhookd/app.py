@@ -10,10 +10,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from webhookd import __version__
+from webhookd.bodylimit import BodyLimitMiddleware
 from webhookd.config import Settings
 from webhookd.db import Database
 from webhookd.delivery.engine import DeliveryEngine
 from webhookd.delivery.http import create_client
+from webhookd.delivery.repository import refresh_gauges
 from webhookd.delivery.routes import router as dlq_router
 from webhookd.endpoint.routes import router as endpoint_router
 from webhookd.errors import ORJSONResponse, error_body, install_error_handlers
@@ -64,8 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        max_body_size=settings.max_payload_bytes,
     )
+    app.add_middleware(BodyLimitMiddleware, max_body_size=settings.max_payload_bytes)
     app.state.settings = settings
     app.state.admin_key = resolve_admin_key(settings)[0]
     install_error_handlers(app)
@@ -93,5 +95,8 @@ def _add_operational_routes(app: FastAPI) -> None:
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics() -> Response:
-        """Prometheus metrics."""
+        """Prometheus metrics. The gauges of database state are read from the database at
+        each scrape, so they are right whichever process answers."""
+        async with app.state.db.read() as session:
+            await refresh_gauges(session)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -39,6 +39,8 @@ def serve(
     if migrate_first:
         upgrade(settings)
     admin_key, source = resolve_admin_key(settings)
+    if source == "WEBHOOKD_ADMIN_KEY":  # the operator knows it; keep it out of log collectors
+        admin_key = admin_key[:8] + "…"
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host  # noqa: S104
     typer.echo(
         f"webhookd {__version__}\n"
@@ -66,3 +68,19 @@ def serve(
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
+
+
+@app.command()
+def receiver(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 9000,
+    secret: Annotated[
+        str | None,
+        typer.Option(envvar="WEBHOOKD_RECEIVER_SECRET", help="Tenant secret (whsec_...) to verify"),
+    ] = None,
+    status: Annotated[int, typer.Option(help="HTTP status to answer with")] = 200,
+) -> None:
+    """Run a local webhook receiver that prints every delivery and checks its signatures."""
+    from webhookd.receiver import run
+
+    run(host, port, secret, status)

@@ -27,19 +27,19 @@ admin_key_header = APIKeyHeader(
 )
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     return request.app.state.db  # type: ignore[no-any-return]
 
 
-def get_queue(request: Request) -> DeliveryQueue:
+async def get_queue(request: Request) -> DeliveryQueue:
     return request.app.state.queue  # type: ignore[no-any-return]
 
 
-def get_rate_limiter(request: Request) -> RateLimiter:
+async def get_rate_limiter(request: Request) -> RateLimiter:
     return request.app.state.rate_limiter  # type: ignore[no-any-return]
 
 

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict
+
+from webhookd.errors import Unprocessable
 
 T = TypeVar("T")
 
 MAX_JSON_DEPTH = 32
+
+# Row ids are 64-bit. A bigger number from a client is refused (422) before it reaches the
+# database, where SQLite would raise OverflowError (a 500).
+MAX_ID = 2**63 - 1
+IdPath = Annotated[int, Path(ge=0, le=MAX_ID)]
+IdQuery = Annotated[int | None, Query(ge=0, le=MAX_ID)]
 
 
 class Page(BaseModel, Generic[T]):
@@ -41,3 +50,15 @@ def json_depth(value: Any) -> int:
                 return deepest
         stack.extend((child, depth) for child in children if isinstance(child, dict | list))
     return deepest
+
+
+def changes(data: BaseModel, *, not_null: tuple[str, ...]) -> dict[str, Any]:
+    """The fields a PATCH body sets; an explicit null on a field that cannot be empty is a 422."""
+    values = data.model_dump(exclude_unset=True)
+    nulls = [name for name in not_null if name in values and values[name] is None]
+    if nulls:
+        raise Unprocessable(
+            f"{', '.join(nulls)} may not be null",
+            fields=[{"field": n, "location": "body", "message": "may not be null"} for n in nulls],
+        )
+    return values

@@ -100,6 +100,20 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def body_excerpt(raw: bytes, limit: int) -> str:
+    """``raw`` as text of at most ``limit`` bytes in UTF-8.
+
+    Undecodable bytes become U+FFFD (three bytes each) and the cut may split a character,
+    so the decoded text is cut again, on a character boundary, to fit the limit. NUL
+    characters (which PostgreSQL text columns refuse) become U+FFFD too.
+    """
+    text = raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    encoded = text.encode("utf-8")
+    if len(encoded) > limit:
+        text = encoded[:limit].decode("utf-8", errors="ignore")
+    return text
+
+
 def classify_error(exc: BaseException) -> tuple[str, str]:
     """(error_kind, message) for an exception raised while sending."""
     reason = ssrf.refused_reason(exc)
@@ -140,8 +154,7 @@ async def perform_attempt(
         headers = build_headers(job, body, int(time.time()))
         async with client.post(job.url, data=body, headers=headers, allow_redirects=False) as resp:
             status = resp.status
-            raw = await _read_capped(resp, body_limit)
-            text = raw.decode("utf-8", errors="replace")
+            text = body_excerpt(await _read_capped(resp, body_limit), body_limit)
             if status in (429, 503):
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"), started_at)
     except Exception as exc:  # every failure is a recorded attempt, never a crash

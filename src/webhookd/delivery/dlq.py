@@ -114,11 +114,13 @@ async def retry_matching(
     return [e.delivery_id for e in entries]
 
 
-async def discard_entry(session: AsyncSession, *, tenant_id: int, entry_id: int) -> DeadLetter:
-    entry, _ = await get_entry(session, tenant_id=tenant_id, entry_id=entry_id)
+async def discard_entry(
+    session: AsyncSession, *, tenant_id: int, entry_id: int
+) -> tuple[DeadLetter, str]:
+    entry, event_id = await get_entry(session, tenant_id=tenant_id, entry_id=entry_id)
     if not entry.resolved:
         entry.resolved = True
         entry.resolution = "discarded"
         entry.resolved_at = dt.datetime.now(dt.UTC)
         await session.flush()
-    return entry
+    return entry, event_id

@@ -30,7 +30,6 @@ from webhookd.models import DeliveryStatus
 log = structlog.get_logger("webhookd.delivery")
 
 WRITE_BATCH = 500
-STATS_INTERVAL = 5.0
 
 
 def worker_id() -> str:
@@ -54,11 +53,9 @@ class DeliveryEngine:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.refresh_gauges()
         self._loops = [
             asyncio.create_task(self._dispatch_loop(), name="webhookd-dispatcher"),
             asyncio.create_task(self._write_loop(), name="webhookd-writer"),
-            asyncio.create_task(self._stats_loop(), name="webhookd-stats"),
         ]
         log.info("engine.started", owner=self.owner, concurrency=self.settings.delivery_concurrency)
 
@@ -169,7 +166,6 @@ class DeliveryEngine:
                 now=utcnow(),
             )
         loop = asyncio.get_running_loop()
-        dead = 0
         for r in recorded:
             job = r.outcome.job
             bound = log.bind(
@@ -188,23 +184,5 @@ class DeliveryEngine:
                 )
                 loop.call_later(r.retry_in or 0.0, self._wake.set)
             else:
-                dead += 1
                 metrics.DEAD_LETTERED.labels(tenant=str(job.tenant_id)).inc()
                 bound.error("delivery.dead_lettered", error=r.outcome.summary)
-        if dead:
-            metrics.DLQ_SIZE.inc(dead)
-
-    # -- gauges ------------------------------------------------------------------------------
-
-    async def refresh_gauges(self) -> None:
-        async with self.db.read() as session:
-            metrics.DLQ_SIZE.set(await repository.count_unresolved_dead_letters(session))
-            metrics.DELIVERIES_DUE.set(await repository.count_due(session, now=utcnow()))
-
-    async def _stats_loop(self) -> None:
-        while True:
-            await asyncio.sleep(STATS_INTERVAL)
-            try:
-                await self.refresh_gauges()
-            except Exception:
-                log.exception("engine.stats_failed")

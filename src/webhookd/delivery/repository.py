@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from webhookd import metrics
+from webhookd.db import utcnow
 from webhookd.delivery.attempt import Job, Outcome
 from webhookd.delivery.retry import RetryPolicy, next_delay
 from webhookd.models import Attempt, DeadLetter, Delivery, DeliveryStatus, Endpoint, Event, Tenant
@@ -211,3 +213,9 @@ async def count_unresolved_dead_letters(session: AsyncSession) -> int:
         )
         or 0
     )
+
+
+async def refresh_gauges(session: AsyncSession) -> None:
+    """Set the gauges that describe database state (DLQ size, due backlog) from the database."""
+    metrics.DLQ_SIZE.set(await count_unresolved_dead_letters(session))
+    metrics.DELIVERIES_DUE.set(await count_due(session, now=utcnow()))

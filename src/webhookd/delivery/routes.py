@@ -6,14 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from webhookd import metrics
 from webhookd.delivery import dlq
 from webhookd.delivery.schemas import DeadLetterFilter, DeadLetterRead, RetryResult
-from webhookd.deps import DatabaseDep, QueueDep, SessionDep, TenantDep
+from webhookd.deps import DatabaseDep, QueueDep, SessionDep, TenantDep, WriteSessionDep
 from webhookd.event.schemas import EventType
 from webhookd.models import DeadLetter
 from webhookd.routing import OrjsonRoute
-from webhookd.schemas import Page
+from webhookd.schemas import IdPath, IdQuery, Page
 
 router = APIRouter(prefix="/api/v1/dlq", tags=["dead-letter queue"], route_class=OrjsonRoute)
 
@@ -27,11 +26,11 @@ def _read(entry: DeadLetter, event_id: str) -> DeadLetterRead:
 async def list_dead_letters(
     tenant: TenantDep,
     session: SessionDep,
-    endpoint_id: Annotated[int | None, Query(ge=0)] = None,
+    endpoint_id: IdQuery = None,
     event_type: Annotated[EventType | None, Query()] = None,
     resolved: Annotated[bool | None, Query(description="Default: unresolved only")] = False,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: IdQuery = None,
 ) -> Page[DeadLetterRead]:
     """Dead-lettered deliveries, newest first."""
     rows = await dlq.list_entries(
@@ -62,37 +61,33 @@ async def retry_dead_letters(
             event_type=selection.event_type,
         )
     if delivery_ids:
-        metrics.DLQ_SIZE.dec(len(delivery_ids))
         await queue.submit(delivery_ids)
     return RetryResult(retried=len(delivery_ids), delivery_ids=delivery_ids)
 
 
 @router.get("/{entry_id}", response_model=DeadLetterRead)
-async def get_dead_letter(entry_id: int, tenant: TenantDep, session: SessionDep) -> DeadLetterRead:
+async def get_dead_letter(
+    entry_id: IdPath, tenant: TenantDep, session: SessionDep
+) -> DeadLetterRead:
     entry, event_id = await dlq.get_entry(session, tenant_id=tenant.id, entry_id=entry_id)
     return _read(entry, event_id)
 
 
 @router.post("/{entry_id}/retry", response_model=RetryResult)
 async def retry_dead_letter(
-    entry_id: int, tenant: TenantDep, db: DatabaseDep, queue: QueueDep
+    entry_id: IdPath, tenant: TenantDep, db: DatabaseDep, queue: QueueDep
 ) -> RetryResult:
     """Deliver again with a fresh cycle of attempts; earlier attempts stay on record."""
     async with db.write() as session:
         delivery_id = await dlq.retry_entry(session, tenant_id=tenant.id, entry_id=entry_id)
-    metrics.DLQ_SIZE.dec()
     await queue.submit([delivery_id])
     return RetryResult(retried=1, delivery_ids=[delivery_id])
 
 
 @router.delete("/{entry_id}", response_model=DeadLetterRead)
-async def resolve_dead_letter(entry_id: int, tenant: TenantDep, db: DatabaseDep) -> DeadLetterRead:
+async def resolve_dead_letter(
+    entry_id: IdPath, tenant: TenantDep, session: WriteSessionDep
+) -> DeadLetterRead:
     """Mark the entry resolved without delivering it (``resolution: discarded``)."""
-    async with db.write() as session:
-        entry, event_id = await dlq.get_entry(session, tenant_id=tenant.id, entry_id=entry_id)
-        was_open = not entry.resolved
-        entry = await dlq.discard_entry(session, tenant_id=tenant.id, entry_id=entry_id)
-        result = _read(entry, event_id)
-    if was_open:
-        metrics.DLQ_SIZE.dec()
-    return result
+    entry, event_id = await dlq.discard_entry(session, tenant_id=tenant.id, entry_id=entry_id)
+    return _read(entry, event_id)

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from webhookd.schemas import ReadModel
+from webhookd.schemas import MAX_ID, ReadModel
 
 DeliveryStatusLiteral = Literal["pending", "delivering", "succeeded", "failed", "dead"]
 
@@ -41,7 +41,7 @@ class DeadLetterRead(ReadModel):
 class DeadLetterFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    endpoint_id: int | None = None
+    endpoint_id: int | None = Field(default=None, ge=0, le=MAX_ID)
     event_type: str | None = Field(default=None, max_length=255)
 
 

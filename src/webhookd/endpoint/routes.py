@@ -8,7 +8,7 @@ from webhookd.deps import PrincipalDep, SessionDep, SettingsDep, WriteSessionDep
 from webhookd.endpoint import service
 from webhookd.endpoint.schemas import EndpointCreate, EndpointRead, EndpointUpdate
 from webhookd.routing import OrjsonRoute
-from webhookd.schemas import Page
+from webhookd.schemas import IdPath, IdQuery, Page
 
 router = APIRouter(
     prefix="/api/v1/tenants/{tenant_id}/endpoints", tags=["endpoints"], route_class=OrjsonRoute
@@ -17,7 +17,7 @@ router = APIRouter(
 
 @router.post("", status_code=201, response_model=EndpointRead)
 async def create_endpoint(
-    tenant_id: int,
+    tenant_id: IdPath,
     data: EndpointCreate,
     principal: PrincipalDep,
     session: WriteSessionDep,
@@ -33,11 +33,11 @@ async def create_endpoint(
 
 @router.get("", response_model=Page[EndpointRead])
 async def list_endpoints(
-    tenant_id: int,
+    tenant_id: IdPath,
     principal: PrincipalDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: IdQuery = None,
 ) -> Page[EndpointRead]:
     principal.check_tenant(tenant_id)
     endpoints = await service.list_endpoints(
@@ -49,7 +49,7 @@ async def list_endpoints(
 
 @router.get("/{endpoint_id}", response_model=EndpointRead)
 async def get_endpoint(
-    tenant_id: int, endpoint_id: int, principal: PrincipalDep, session: SessionDep
+    tenant_id: IdPath, endpoint_id: IdPath, principal: PrincipalDep, session: SessionDep
 ) -> EndpointRead:
     principal.check_tenant(tenant_id)
     endpoint = await service.get_endpoint(session, tenant_id=tenant_id, endpoint_id=endpoint_id)
@@ -58,8 +58,8 @@ async def get_endpoint(
 
 @router.patch("/{endpoint_id}", response_model=EndpointRead)
 async def update_endpoint(
-    tenant_id: int,
-    endpoint_id: int,
+    tenant_id: IdPath,
+    endpoint_id: IdPath,
     data: EndpointUpdate,
     principal: PrincipalDep,
     session: WriteSessionDep,
@@ -75,7 +75,7 @@ async def update_endpoint(
 
 @router.delete("/{endpoint_id}", status_code=204, response_class=Response)
 async def delete_endpoint(
-    tenant_id: int, endpoint_id: int, principal: PrincipalDep, session: WriteSessionDep
+    tenant_id: IdPath, endpoint_id: IdPath, principal: PrincipalDep, session: WriteSessionDep
 ) -> Response:
     """Delete the endpoint, its pending deliveries and its history."""
     principal.check_tenant(tenant_id)

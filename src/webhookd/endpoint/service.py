@@ -9,7 +9,8 @@ from webhookd.config import Settings
 from webhookd.delivery import ssrf
 from webhookd.endpoint.schemas import EndpointCreate, EndpointUpdate
 from webhookd.errors import Conflict, NotFound, Unprocessable
-from webhookd.models import Endpoint
+from webhookd.models import Endpoint, Tenant
+from webhookd.schemas import changes as schema_changes
 
 
 async def check_url(url: str, settings: Settings) -> str:
@@ -28,9 +29,16 @@ async def check_url(url: str, settings: Settings) -> str:
     return url
 
 
+async def ensure_tenant(session: AsyncSession, *, tenant_id: int) -> None:
+    """404 for an unknown tenant (the admin key reaches any tenant id)."""
+    if await session.get(Tenant, tenant_id) is None:
+        raise NotFound(f"tenant {tenant_id} not found")
+
+
 async def create_endpoint(
     session: AsyncSession, *, tenant_id: int, data: EndpointCreate, settings: Settings
 ) -> Endpoint:
+    await ensure_tenant(session, tenant_id=tenant_id)
     await check_url(data.url, settings)
     count = await session.scalar(
         select(func.count()).select_from(Endpoint).where(Endpoint.tenant_id == tenant_id)
@@ -58,6 +66,7 @@ async def get_endpoint(session: AsyncSession, *, tenant_id: int, endpoint_id: in
 async def list_endpoints(
     session: AsyncSession, *, tenant_id: int, limit: int, cursor: int | None
 ) -> list[Endpoint]:
+    await ensure_tenant(session, tenant_id=tenant_id)
     query = (
         select(Endpoint).where(Endpoint.tenant_id == tenant_id).order_by(Endpoint.id).limit(limit)
     )
@@ -75,13 +84,7 @@ async def update_endpoint(
     settings: Settings,
 ) -> Endpoint:
     endpoint = await get_endpoint(session, tenant_id=tenant_id, endpoint_id=endpoint_id)
-    changes = data.model_dump(exclude_unset=True)
-    for field in ("url", "event_types", "is_active"):
-        if field in changes and changes[field] is None:
-            raise Unprocessable(
-                f"{field} may not be null",
-                fields=[{"field": field, "location": "body", "message": "may not be null"}],
-            )
+    changes = schema_changes(data, not_null=("url", "event_types", "is_active"))
     if "url" in changes:
         await check_url(changes["url"], settings)
     for field, value in changes.items():

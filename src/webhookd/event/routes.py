@@ -11,7 +11,7 @@ from webhookd.errors import AppError
 from webhookd.event import service
 from webhookd.event.schemas import DeliveryDetail, EventAccepted, EventCreate, EventRead, EventType
 from webhookd.routing import OrjsonRoute
-from webhookd.schemas import Page
+from webhookd.schemas import IdQuery, Page
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"], route_class=OrjsonRoute)
 
@@ -65,7 +65,7 @@ async def list_events(
     session: SessionDep,
     event_type: Annotated[EventType | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: IdQuery = None,
 ) -> Page[EventRead]:
     """The tenant's events, newest first."""
     events = await service.list_events(

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from webhookd.deps import AdminDep, PrincipalDep, SessionDep, WriteSessionDep
 from webhookd.routing import OrjsonRoute
-from webhookd.schemas import Page
+from webhookd.schemas import IdPath, IdQuery, Page
 from webhookd.tenant import service
 from webhookd.tenant.schemas import (
     ApiKeyRotated,
@@ -39,7 +39,7 @@ async def list_tenants(
     _: AdminDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: IdQuery = None,
 ) -> Page[TenantRead]:
     """List tenants (admin key)."""
     tenants = await service.list_tenants(session, limit=limit, cursor=cursor)
@@ -48,7 +48,7 @@ async def list_tenants(
 
 
 @router.get("/{tenant_id}", response_model=TenantRead)
-async def get_tenant(tenant_id: int, principal: PrincipalDep, session: SessionDep) -> TenantRead:
+async def get_tenant(tenant_id: IdPath, principal: PrincipalDep, session: SessionDep) -> TenantRead:
     """A tenant (its own API key, or the admin key)."""
     principal.check_tenant(tenant_id)
     return TenantRead.model_validate(await service.get_tenant(session, tenant_id=tenant_id))
@@ -56,7 +56,7 @@ async def get_tenant(tenant_id: int, principal: PrincipalDep, session: SessionDe
 
 @router.patch("/{tenant_id}", response_model=TenantRead)
 async def update_tenant(
-    tenant_id: int, data: TenantUpdate, _: AdminDep, session: WriteSessionDep
+    tenant_id: IdPath, data: TenantUpdate, _: AdminDep, session: WriteSessionDep
 ) -> TenantRead:
     """Change a tenant's name, email or rate limit (admin key)."""
     tenant = await service.update_tenant(session, tenant_id=tenant_id, data=data)
@@ -65,7 +65,7 @@ async def update_tenant(
 
 @router.post("/{tenant_id}/rotate-api-key", response_model=ApiKeyRotated)
 async def rotate_api_key(
-    tenant_id: int, principal: PrincipalDep, session: WriteSessionDep
+    tenant_id: IdPath, principal: PrincipalDep, session: WriteSessionDep
 ) -> ApiKeyRotated:
     """Issue a new API key; the old one stops working immediately."""
     principal.check_tenant(tenant_id)

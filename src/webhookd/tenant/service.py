@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from webhookd.delivery.signing import generate_secret
 from webhookd.errors import NotFound
 from webhookd.models import Tenant
+from webhookd.schemas import changes
 from webhookd.security import display_prefix, generate_api_key, hash_api_key
 from webhookd.tenant.schemas import TenantCreate, TenantUpdate
 
@@ -44,7 +45,7 @@ async def list_tenants(session: AsyncSession, *, limit: int, cursor: int | None)
 
 async def update_tenant(session: AsyncSession, *, tenant_id: int, data: TenantUpdate) -> Tenant:
     tenant = await get_tenant(session, tenant_id=tenant_id)
-    for field, value in data.model_dump(exclude_unset=True, exclude_none=True).items():
+    for field, value in changes(data, not_null=("name", "email", "rate_limit")).items():
         setattr(tenant, field, value)
     await session.flush()
     return tenant

@@ -1,0 +1,3 @@
+from webhookd.cli import app
+
+app(prog_name="webhookd")

@@ -1,0 +1,85 @@
+"""Settings: URL mapping to async drivers, the seed's variable names as aliases, the admin key."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from webhookd.config import Settings, async_database_url
+from webhookd.security import resolve_admin_key
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("sqlite:///./webhookd.db", "sqlite+aiosqlite:///./webhookd.db"),
+        ("sqlite:////abs/path.db", "sqlite+aiosqlite:////abs/path.db"),
+        ("postgresql://u:p@h:5432/db", "postgresql+asyncpg://u:p@h:5432/db"),
+        ("postgres://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("postgresql+asyncpg://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+    ],
+)
+def test_async_database_url(given: str, expected: str) -> None:
+    assert async_database_url(given) == expected
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("WEBHOOKD_DATABASE_URL", "DATABASE_URL", "WEBHOOKD_ADMIN_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.database_url == "sqlite+aiosqlite:///./webhookd.db"
+    assert settings.allow_private_targets is False
+    assert settings.retry_policy.max_attempts == 7
+    assert (settings.retry_base_delay, settings.retry_max_delay) == (1.0, 32.0)
+    assert (settings.connect_timeout, settings.request_timeout) == (5.0, 10.0)
+    assert settings.max_payload_bytes == 256 * 1024
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "value"),
+    [
+        ("DATABASE_URL", "database_url", "postgresql+asyncpg://a@b/c"),
+        ("WEBHOOKD_DATABASE_URL", "database_url", "postgresql+asyncpg://a@b/c"),
+        ("REDIS_URL", "redis_url", "redis://localhost:6379/0"),
+        ("WEBHOOKD_REDIS_URL", "redis_url", "redis://localhost:6379/0"),
+        ("CELERY_BROKER_URL", "broker_url", "amqp://guest:guest@localhost:5672//"),
+        ("WEBHOOKD_BROKER_URL", "broker_url", "amqp://guest:guest@localhost:5672//"),
+    ],
+)
+def test_seed_aliases(monkeypatch: pytest.MonkeyPatch, env: str, field: str, value: str) -> None:
+    raw = value.replace("postgresql+asyncpg", "postgresql")
+    monkeypatch.setenv(env, raw)
+    assert getattr(Settings(), field) == value
+
+
+def test_prefixed_name_wins_over_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///alias.db")
+    monkeypatch.setenv("WEBHOOKD_DATABASE_URL", "sqlite:///prefixed.db")
+    assert Settings().database_url.endswith("prefixed.db")
+
+
+def test_admin_key_generated_once_next_to_the_database(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'w.db'}", admin_key=None)
+    key, source = resolve_admin_key(settings)
+    path = tmp_path / "w.db.admin-key"
+    assert source == str(path)
+    assert key.startswith("whadm_") and len(key) > 40
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert resolve_admin_key(settings) == (key, source)  # stable across restarts
+
+
+def test_admin_key_from_settings(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'w.db'}", admin_key="whadm_given")
+    assert resolve_admin_key(settings) == ("whadm_given", "WEBHOOKD_ADMIN_KEY")
+    assert not (tmp_path / "w.db.admin-key").exists()
+
+
+def test_production_requires_an_admin_key(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'w.db'}", admin_key=None, environment="production"
+    )
+    with pytest.raises(SystemExit, match="WEBHOOKD_ADMIN_KEY"):
+        resolve_admin_key(settings)
