@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd.config import Settings
@@ -77,17 +77,29 @@ async def require_admin(
         raise Unauthorized("invalid admin key")
 
 
-async def _tenant_for_key(db: Database, api_key: str) -> Tenant | None:
-    async with db.read() as session:
-        result = await session.execute(
-            select(Tenant).where(Tenant.api_key_hash == hash_api_key(api_key))
-        )
-        return result.scalar_one_or_none()
+@dataclass(frozen=True, slots=True)
+class AuthTenant:
+    """The calling tenant, as the API key identifies it."""
+
+    id: int
+    rate_limit: int
+
+
+_TENANT_BY_KEY_HASH = select(Tenant.id, Tenant.rate_limit).where(
+    Tenant.api_key_hash == bindparam("h")
+)
+
+
+async def _tenant_for_key(db: Database, api_key: str) -> AuthTenant | None:
+    # A Core query on a bare connection: this runs on every tenant request.
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(_TENANT_BY_KEY_HASH, {"h": hash_api_key(api_key)})).first()
+    return AuthTenant(row.id, row.rate_limit) if row else None
 
 
 async def require_tenant(
     db: DatabaseDep, api_key: Annotated[str | None, Depends(api_key_header)]
-) -> Tenant:
+) -> AuthTenant:
     if not api_key:
         raise Unauthorized("missing X-API-Key header")
     tenant = await _tenant_for_key(db, api_key)
@@ -127,5 +139,5 @@ async def require_principal(
 
 
 AdminDep = Annotated[None, Depends(require_admin)]
-TenantDep = Annotated[Tenant, Depends(require_tenant)]
+TenantDep = Annotated[AuthTenant, Depends(require_tenant)]
 PrincipalDep = Annotated[Principal, Depends(require_principal)]

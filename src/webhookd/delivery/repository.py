@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd import metrics
@@ -95,6 +95,31 @@ async def load_jobs(session: AsyncSession, ids: Sequence[int]) -> list[Job]:
     ]
 
 
+# Finish a claimed attempt, only if this owner still holds the lease of this cycle.
+_FINISH_ATTEMPT = (
+    update(Delivery)
+    .where(
+        Delivery.id == bindparam("b_id"),
+        Delivery.lease_owner == bindparam("b_owner"),
+        Delivery.status == DeliveryStatus.DELIVERING,
+        Delivery.cycle == bindparam("b_cycle"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        attempt_count=bindparam("b_attempts"),
+        lease_owner=None,
+        lease_expires_at=None,
+        last_status_code=bindparam("b_code"),
+        updated_at=bindparam("b_now"),
+        next_attempt_at=bindparam("b_next"),
+        delivered_at=bindparam("b_delivered"),
+        last_error=bindparam("b_error"),
+    )
+)
+_INSERT_ATTEMPTS = insert(Attempt)
+_INSERT_DEAD_LETTERS = insert(DeadLetter)
+
+
 @dataclass(frozen=True, slots=True)
 class Recorded:
     outcome: Outcome
@@ -112,42 +137,39 @@ async def record_outcomes(
 ) -> list[Recorded]:
     """Write each attempt and move its delivery on. Deliveries whose lease this owner lost
     (expired and re-claimed, or deleted with their endpoint) are skipped."""
+    conn = await session.connection()
     recorded: list[Recorded] = []
     for outcome in outcomes:
         job = outcome.job
-        values: dict[str, object] = {
-            "attempt_count": job.attempt_number,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "last_status_code": outcome.response_status,
-            "updated_at": now,
-        }
         retry_in: float | None = None
         if outcome.succeeded:
-            status = DeliveryStatus.SUCCEEDED
-            values.update(next_attempt_at=None, delivered_at=now, last_error=None)
+            status, next_at, error = DeliveryStatus.SUCCEEDED, None, None
         else:
             retry_in = next_delay(policy, job.attempt_number, retry_after=outcome.retry_after)
             status = DeliveryStatus.DEAD if retry_in is None else DeliveryStatus.FAILED
             next_at = None if retry_in is None else now + dt.timedelta(seconds=retry_in)
-            values.update(next_attempt_at=next_at, last_error=outcome.summary[:1000])
-        result = await session.execute(
-            update(Delivery)
-            .where(
-                Delivery.id == job.delivery_id,
-                Delivery.lease_owner == owner,
-                Delivery.status == DeliveryStatus.DELIVERING,
-                Delivery.cycle == job.cycle,
-            )
-            .values(status=status, **values)
-            .execution_options(synchronize_session=False)
+            error = outcome.summary[:1000]
+        result = await conn.execute(
+            _FINISH_ATTEMPT,
+            {
+                "b_id": job.delivery_id,
+                "b_owner": owner,
+                "b_cycle": job.cycle,
+                "b_status": status,
+                "b_attempts": job.attempt_number,
+                "b_code": outcome.response_status,
+                "b_now": now,
+                "b_next": next_at,
+                "b_delivered": now if outcome.succeeded else None,
+                "b_error": error,
+            },
         )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
+        if result.rowcount == 1:
             recorded.append(Recorded(outcome, status, retry_in))
     if not recorded:
         return recorded
-    await session.execute(
-        insert(Attempt),
+    await conn.execute(
+        _INSERT_ATTEMPTS,
         [
             {
                 "delivery_id": r.outcome.job.delivery_id,
@@ -166,8 +188,8 @@ async def record_outcomes(
     )
     dead = [r for r in recorded if r.status == DeliveryStatus.DEAD]
     if dead:
-        await session.execute(
-            insert(DeadLetter),
+        await conn.execute(
+            _INSERT_DEAD_LETTERS,
             [
                 {
                     "tenant_id": r.outcome.job.tenant_id,
