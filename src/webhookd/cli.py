@@ -58,6 +58,7 @@ def serve(
         loop="uvloop",
         http="httptools",
         access_log=False,
+        log_config=None,  # keep the JSON handlers set up by create_app
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=10,

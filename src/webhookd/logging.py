@@ -24,10 +24,37 @@ def redact(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, An
     return event_dict
 
 
+def _route_stdlib_logging(numeric: int) -> None:
+    """Send the standard library's records (uvicorn, asyncio, ...) out as JSON lines too."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                redact,
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
 def configure_logging(level: str = "INFO") -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
+    _route_stdlib_logging(max(numeric, logging.WARNING))  # libraries: warnings and up
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
