@@ -9,22 +9,30 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from tests.fixtures.db import BACKENDS
 from tests.fixtures.receiver import Receiver
 from tests.fixtures.server import ADMIN_KEY, LiveServer, running_server
 
 _names = itertools.count(1)
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test that runs a server runs once per database backend."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
+def receiver(backend: str) -> Iterator[Receiver]:
+    """One receiver per module and backend, so the two runs of a test never mix."""
     rec = Receiver().start()
     yield rec
     rec.stop()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with running_server(tmp_path_factory, "db") as srv:
+def server(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[LiveServer]:
+    with running_server(tmp_path_factory, "db", backend=backend) as srv:
         yield srv
 
 

@@ -15,9 +15,9 @@ QUIET = 0.6  # three poll intervals: long enough for an unwanted delivery to sho
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[LiveServer]:
     """Two attempts per cycle, so deliveries die within a fraction of a second."""
-    with running_server(tmp_path_factory, "dlq", max_attempts=2) as srv:
+    with running_server(tmp_path_factory, "dlq", backend=backend, max_attempts=2) as srv:
         yield srv
 
 

@@ -7,7 +7,6 @@ scoped by a fresh tenant per test.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator
 
@@ -16,15 +15,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TenantCtx, create_tenant
+from tests.fixtures.db import run_sql
 from tests.fixtures.delivery import wait_final
 from tests.fixtures.server import LiveServer, running_server
 from webhookd import metrics as webhookd_metrics
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[LiveServer]:
     """Two attempts per cycle, so dead letters appear within a fraction of a second."""
-    with running_server(tmp_path_factory, "metrics", max_attempts=2) as srv:
+    with running_server(tmp_path_factory, "metrics", backend=backend, max_attempts=2) as srv:
         yield srv
 
 
@@ -58,11 +58,8 @@ def scrape(base: LiveServer | httpx.Client) -> Scrape:
 
 
 def unresolved_in_db(server: LiveServer) -> int:
-    conn = sqlite3.connect(server.settings.sqlite_path(), timeout=10)
-    try:
-        return conn.execute("SELECT count(*) FROM dead_letters WHERE resolved = 0").fetchone()[0]
-    finally:
-        conn.close()
+    rows = run_sql(server.settings, "SELECT count(*) FROM dead_letters WHERE NOT resolved")
+    return int(rows[0][0])
 
 
 def kill(tenant: TenantCtx, event_id: str, event_type: str = "user.created") -> dict:

@@ -6,10 +6,12 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from tests.fixtures.db import BACKENDS, TestDatabase
 from webhookd.config import Settings
 from webhookd.db import Base, create_engine
 from webhookd.migrate import alembic_config, upgrade
@@ -29,10 +31,18 @@ def _diff(settings: Settings) -> list[object]:
     return asyncio.run(run())
 
 
-def test_upgrade_from_empty_matches_models(tmp_path: Path) -> None:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'm.db'}")
-    upgrade(settings)
-    assert _diff(settings) == []
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_upgrade_from_empty_matches_models(tmp_path: Path, backend: str) -> None:
+    database = TestDatabase(backend, tmp_path)
+    try:
+        settings = Settings(database_url=database.url)
+        upgrade(settings)
+        assert _diff(settings) == []
+        command.downgrade(alembic_config(settings), "base")
+        upgrade(settings)
+        assert _diff(settings) == []
+    finally:
+        database.drop()
 
 
 def test_downgrade_to_base_and_up_again(tmp_path: Path) -> None:

@@ -22,9 +22,11 @@ def gaps(requests) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def short_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def short_server(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[LiveServer]:
     """One attempt only and a 0.5 s request timeout."""
-    with running_server(tmp_path_factory, "short", request_timeout=0.5, max_attempts=1) as srv:
+    with running_server(
+        tmp_path_factory, "short", backend=backend, request_timeout=0.5, max_attempts=1
+    ) as srv:
         yield srv
 
 

@@ -7,13 +7,13 @@ connection, and the delivery-time check is aimed at the receiver on 127.0.0.1.
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import TenantCtx
+from tests.fixtures.db import run_sql
 from tests.fixtures.delivery import wait_deliveries
 from tests.fixtures.server import LiveServer, running_server
 
@@ -34,7 +34,7 @@ PRIVATE_URLS = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[LiveServer]:
     with running_server(
         tmp_path_factory, "ssrf", allow_private_targets=False, max_attempts=2
     ) as srv:
@@ -68,20 +68,21 @@ def test_private_url_refused_at_creation(tenant, url) -> None:
 
 def insert_endpoint(server: LiveServer, tenant_id: int, url: str) -> int:
     """Store an endpoint row directly, as if its URL had been public when it was created."""
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-    path = server.settings.sqlite_path()
-    assert path is not None and path.exists()
-    conn = sqlite3.connect(path, timeout=10)
-    try:
-        with conn:
-            cursor = conn.execute(
-                "INSERT INTO endpoints (tenant_id, url, event_types, is_active, description,"
-                " created_at, updated_at) VALUES (?, ?, '[]', 1, NULL, ?, ?)",
-                (tenant_id, url, now, now),
-            )
-            return int(cursor.lastrowid)
-    finally:
-        conn.close()
+    now = dt.datetime.now(dt.UTC)
+    if not server.settings.database_url.startswith("postgresql"):
+        now = now.replace(tzinfo=None)  # SQLite keeps naive UTC
+    rows = run_sql(
+        server.settings,
+        "INSERT INTO endpoints (tenant_id, url, event_types, is_active, description,"
+        " created_at, updated_at) VALUES (:tenant_id, :url, '[]', true, NULL, :now, :now)"
+        " RETURNING id",
+        tenant_id=tenant_id,
+        url=url,
+        now=now
+        if server.settings.database_url.startswith("postgresql")
+        else now.replace(tzinfo=None),
+    )
+    return int(rows[0][0])
 
 
 def test_private_url_refused_on_update(server, tenant, receiver) -> None:
