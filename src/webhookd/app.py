@@ -22,8 +22,9 @@ from webhookd.errors import ORJSONResponse, error_body, install_error_handlers
 from webhookd.event.routes import router as event_router
 from webhookd.logging import configure_logging
 from webhookd.queue.base import DeliveryQueue
+from webhookd.queue.celery import CeleryQueue
 from webhookd.queue.inprocess import DatabaseOnlyQueue, InProcessQueue
-from webhookd.ratelimit import MemoryRateLimiter
+from webhookd.ratelimit import create_rate_limiter
 from webhookd.security import resolve_admin_key
 from webhookd.tenant.routes import router as tenant_router
 
@@ -45,13 +46,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database(settings)
         client = create_client(settings)
         queue: DeliveryQueue
-        if settings.run_workers:
+        if settings.broker_url:
+            queue = CeleryQueue()  # Celery workers deliver; this process only publishes
+        elif settings.run_workers:
             queue = InProcessQueue(DeliveryEngine(settings, db, client))
         else:
             queue = DatabaseOnlyQueue()
         app.state.db = db
         app.state.queue = queue
-        app.state.rate_limiter = MemoryRateLimiter()
+        app.state.rate_limiter = create_rate_limiter(settings)
         await queue.start()
         try:
             yield

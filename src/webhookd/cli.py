@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -63,6 +64,30 @@ def serve(
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Celery threads (default WEBHOOKD_WORKER_CONCURRENCY)")
+    ] = None,
+) -> None:
+    """Run a distributed delivery worker (Celery on WEBHOOKD_BROKER_URL / CELERY_BROKER_URL)."""
+    settings = Settings()
+    if not settings.broker_url:
+        raise typer.BadParameter("set WEBHOOKD_BROKER_URL (or CELERY_BROKER_URL) to run workers")
+    from webhookd.worker import app as celery_app
+
+    argv = [
+        "worker",
+        f"--loglevel={settings.log_level}",
+        f"--hostname=webhookd-{os.getpid()}@%h",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    celery_app.worker_main(argv)
 
 
 @app.command()

@@ -56,7 +56,18 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=7, ge=1, le=50)
     run_workers: bool = True
 
+    # Distributed workers (Celery on RabbitMQ, used when broker_url is set)
+    worker_concurrency: int = Field(default=64, ge=1, le=1000)
+    worker_queue: str = "webhookd.deliveries"
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
+    db_pool_size: int = Field(default=20, ge=1, le=500)
+
     log_level: str = "INFO"
+
+    # Rate limiter (Redis buckets when redis_url is set): what a Redis failure does to a
+    # publish ("open": let it through, "closed": 503), and the Redis socket timeout in seconds.
+    rate_limit_failure_mode: Literal["open", "closed"] = "open"
+    rate_limit_redis_timeout: float = Field(default=0.25, gt=0)
 
     @field_validator("database_url")
     @classmethod

@@ -133,7 +133,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
     }
     if not settings.is_sqlite:
         return create_async_engine(
-            url, pool_size=20, max_overflow=10, pool_pre_ping=True, **json_options
+            url,
+            pool_size=settings.db_pool_size,
+            max_overflow=10,
+            pool_pre_ping=True,
+            **json_options,
         )
     path = str(settings.sqlite_path() or ":memory:")
 

@@ -48,3 +48,11 @@ DELIVERIES_DUE = Gauge(
 DELIVERIES_IN_FLIGHT = Gauge(
     "webhook_deliveries_in_flight", "Delivery attempts in progress in this process."
 )
+RATE_LIMITER_ERRORS = Counter(
+    "webhook_rate_limiter_errors",
+    "Rate-limit checks that failed because Redis was unreachable, too slow or erroring.",
+)
+BROKER_PUBLISH_FAILURES = Counter(
+    "webhook_broker_publish_failures",
+    "Delivery wake-ups that could not be published to the broker (the sweeper delivers them).",
+)

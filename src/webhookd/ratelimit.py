@@ -6,11 +6,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+import redis.asyncio
+import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from webhookd import metrics
+from webhookd.errors import AppError
+
+if TYPE_CHECKING:
+    from webhookd.config import Settings
+
+log = structlog.get_logger("webhookd.ratelimit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +80,118 @@ class MemoryRateLimiter:
 
     async def close(self) -> None:
         self._buckets.clear()
+
+
+# One bucket step, atomically, on the Redis server's clock (so every API process agrees).
+# KEYS[1] = bucket hash {tokens, ts}; ARGV[1] = limit (capacity; refill limit/60 per second).
+# Returns {allowed (0/1), remaining tokens (floor), seconds until the next token (string)}.
+BUCKET_SCRIPT = """
+local limit = tonumber(ARGV[1])
+local rate = limit / 60.0
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = limit
+  ts = now
+end
+local elapsed = now - ts
+if elapsed < 0 then elapsed = 0 end
+tokens = math.min(limit, tokens + elapsed * rate)
+local allowed = 0
+local wait = 0
+if tokens >= 1 then
+  allowed = 1
+  tokens = tokens - 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens),
+           'ts', string.format('%.6f', now))
+-- Gone once it would be full again anyway (a missing bucket starts full), plus a margin.
+redis.call('PEXPIRE', KEYS[1], math.ceil((limit - tokens) / rate * 1000) + 5000)
+return {allowed, math.floor(tokens), string.format('%.6f', wait)}
+"""
+
+UNAVAILABLE_MESSAGE = "rate limiter unavailable; try again shortly"
+_LOG_EVERY = 10.0  # seconds between two ratelimit.redis_unavailable warnings of one limiter
+
+
+class RedisRateLimiter:
+    """Token buckets in Redis, shared by every API process: one atomic Lua script per check.
+
+    When Redis fails (down, slow beyond ``timeout``, erroring), ``failure_mode`` decides:
+    ``"open"`` lets the request through, ``"closed"`` refuses it with a 503.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        failure_mode: Literal["open", "closed"] = "open",
+        timeout: float = 0.25,
+        prefix: str = "webhookd:ratelimit:",
+    ) -> None:
+        if failure_mode not in ("open", "closed"):
+            raise ValueError(f"failure_mode must be 'open' or 'closed', not {failure_mode!r}")
+        self.failure_mode = failure_mode
+        self.timeout = timeout
+        self.prefix = prefix
+        self._client = redis.asyncio.Redis.from_url(
+            url,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),  # one try: a dead Redis must not hold a request
+        )
+        self._script = self._client.register_script(BUCKET_SCRIPT)
+        self._last_log = -math.inf
+        self._unlogged = 0
+
+    async def acquire(self, key: str, limit: int) -> Decision:
+        try:
+            # Socket timeouts bound each step; this bounds the whole call (connect + eval).
+            async with asyncio.timeout(4 * self.timeout):
+                allowed, remaining, wait = await self._script(
+                    keys=[self.prefix + key], args=[limit]
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            return self._unavailable(exc, limit)
+        return Decision(bool(allowed), limit, int(remaining), float(wait))
+
+    def _unavailable(self, exc: Exception, limit: int) -> Decision:
+        metrics.RATE_LIMITER_ERRORS.inc()
+        self._unlogged += 1
+        now = time.monotonic()
+        if now - self._last_log >= _LOG_EVERY:  # an outage must not flood the logs
+            log.warning(
+                "ratelimit.redis_unavailable",
+                error=type(exc).__name__,
+                detail=str(exc)[:200],
+                failure_mode=self.failure_mode,
+                failures=self._unlogged,
+            )
+            self._last_log, self._unlogged = now, 0
+        if self.failure_mode == "closed":
+            raise AppError(
+                UNAVAILABLE_MESSAGE,
+                status_code=503,
+                code="rate_limiter_unavailable",
+                headers={"Retry-After": "1"},
+            ) from exc
+        return Decision(True, limit, max(0, limit - 1), 0.0)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def create_rate_limiter(settings: Settings) -> RateLimiter:
+    """Redis buckets shared by every process when ``redis_url`` is set, else in-memory ones."""
+    if settings.redis_url:
+        return RedisRateLimiter(
+            settings.redis_url,
+            failure_mode=settings.rate_limit_failure_mode,
+            timeout=settings.rate_limit_redis_timeout,
+        )
+    return MemoryRateLimiter()

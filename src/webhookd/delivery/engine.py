@@ -16,6 +16,7 @@ import datetime as dt
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 
 import aiohttp
 import structlog
@@ -47,6 +48,7 @@ class DeliveryEngine:
         self._results: asyncio.Queue[Outcome] = asyncio.Queue()
         self._in_flight = 0
         self._attempt_tasks: set[asyncio.Task[None]] = set()
+        self._recorded: dict[int, asyncio.Future[None]] = {}  # delivery id -> written
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -74,6 +76,9 @@ class DeliveryEngine:
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
+        for waiting in self._recorded.values():  # outcomes that will not be written here
+            waiting.cancel()
+        self._recorded.clear()
         try:
             async with self.db.write() as session:
                 released = await repository.release_leases(session, owner=self.owner, now=utcnow())
@@ -84,6 +89,23 @@ class DeliveryEngine:
 
     def wake(self) -> None:
         self._wake.set()
+
+    async def deliver_now(self, delivery_ids: Sequence[int]) -> int:
+        """Claim these deliveries if they are due and unclaimed, deliver them, and return once
+        their outcomes are recorded (the broker acknowledges the task after that). Returns how
+        many were delivered here; the rest were done or are held by another worker's lease."""
+        lease = dt.timedelta(seconds=self.settings.lease_seconds)
+        async with self.db.write() as session:
+            jobs = await repository.claim_due(
+                session,
+                owner=self.owner,
+                now=utcnow(),
+                lease=lease,
+                limit=len(delivery_ids),
+                ids=delivery_ids,
+            )
+        await asyncio.gather(*(self._start_attempt(job) for job in jobs))
+        return len(jobs)
 
     # -- dispatcher --------------------------------------------------------------------------
 
@@ -107,19 +129,23 @@ class DeliveryEngine:
                 jobs = []
                 await asyncio.sleep(self.settings.poll_interval)
             for job in jobs:
-                self._start_attempt(job)
+                self._start_attempt(job)  # the dispatcher does not wait for the outcome
             if len(jobs) == want:
                 await asyncio.sleep(0)  # more may be due: claim again after letting tasks run
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval)
 
-    def _start_attempt(self, job: Job) -> None:
+    def _start_attempt(self, job: Job) -> asyncio.Future[None]:
+        """Start one attempt; the returned future resolves once its outcome is written."""
         self._in_flight += 1
         metrics.DELIVERIES_IN_FLIGHT.inc()
+        recorded = asyncio.get_running_loop().create_future()
+        self._recorded[job.delivery_id] = recorded
         task = asyncio.create_task(self._attempt(job))
         self._attempt_tasks.add(task)
         task.add_done_callback(self._attempt_tasks.discard)
+        return recorded
 
     async def _attempt(self, job: Job) -> None:
         outcome = await perform_attempt(
@@ -150,8 +176,11 @@ class DeliveryEngine:
                 # The rows keep their lease and become due again when it expires.
                 log.exception("engine.record_failed", count=len(batch))
             finally:
-                for _ in batch:
+                for outcome in batch:
                     self._results.task_done()
+                    done = self._recorded.pop(outcome.job.delivery_id, None)
+                    if done is not None and not done.done():
+                        done.set_result(None)
                 self._in_flight -= len(batch)
                 metrics.DELIVERIES_IN_FLIGHT.dec(len(batch))
                 self._slot_freed.set()

@@ -23,15 +23,24 @@ from webhookd.models import Attempt, DeadLetter, Delivery, DeliveryStatus, Endpo
 
 
 async def claim_due(
-    session: AsyncSession, *, owner: str, now: dt.datetime, lease: dt.timedelta, limit: int
+    session: AsyncSession,
+    *,
+    owner: str,
+    now: dt.datetime,
+    lease: dt.timedelta,
+    limit: int,
+    ids: Sequence[int] | None = None,
 ) -> list[Job]:
-    """Lease up to ``limit`` due deliveries to ``owner`` and load what sending them needs."""
+    """Lease up to ``limit`` due deliveries (only among ``ids`` if given) to ``owner`` and
+    load what sending them needs. Rows leased by someone else are not due: skipped."""
     due = (
         select(Delivery.id)
         .where(Delivery.next_attempt_at <= now)
         .order_by(Delivery.next_attempt_at)
         .limit(limit)
     )
+    if ids is not None:
+        due = due.where(Delivery.id.in_(ids))
     if session.bind.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     lease_until = now + lease
