@@ -48,7 +48,9 @@ async def bare_aiohttp(url: str, concurrency: int, total: int) -> float:
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one() -> None:
-            async with session.post(url, data=BODY, headers={"Content-Type": "application/json"}) as r:
+            async with session.post(
+                url, data=BODY, headers={"Content-Type": "application/json"}
+            ) as r:
                 await r.read()
 
         return await _run(concurrency, total, one)
@@ -67,8 +69,20 @@ async def bare_httpx(url: str, concurrency: int, total: int) -> float:
 async def webhookd_attempt(url: str, concurrency: int, total: int) -> float:
     settings = Settings(allow_private_targets=True, delivery_concurrency=concurrency)
     client = create_client(settings)
-    job = Job(1, 1, 1, 1, url, "whsec_" + "A" * 43 + "=", "evt", "bench.event", {"x": "y" * 900},
-              dt.datetime.now(dt.UTC), 1, 1)
+    job = Job(
+        1,
+        1,
+        1,
+        1,
+        url,
+        "whsec_" + "A" * 43 + "=",
+        "evt",
+        "bench.event",
+        {"x": "y" * 900},
+        dt.datetime.now(dt.UTC),
+        1,
+        1,
+    )
     try:
 
         async def one() -> None:
@@ -95,7 +109,9 @@ def main() -> None:
     try:
         results: dict[str, list[float]] = {"aiohttp": [], "webhookd attempt": [], "httpx": []}
         for _ in range(args.rounds):
-            results["aiohttp"].append(uvloop.run(bare_aiohttp(url, args.concurrency, args.requests)))
+            results["aiohttp"].append(
+                uvloop.run(bare_aiohttp(url, args.concurrency, args.requests))
+            )
             results["webhookd attempt"].append(
                 uvloop.run(webhookd_attempt(url, args.concurrency, args.requests))
             )

@@ -51,7 +51,9 @@ def start_server(db: Path, port: int, workers: bool) -> subprocess.Popen[bytes]:
     raise RuntimeError("server did not start")
 
 
-async def publish(url: str, api_key: str, events: int, concurrency: int) -> tuple[float, list[float]]:
+async def publish(
+    url: str, api_key: str, events: int, concurrency: int
+) -> tuple[float, list[float]]:
     latencies: list[float] = []
     next_id = iter(range(events))
     headers = {"X-API-Key": api_key, "Content-Type": "application/json"}
@@ -59,7 +61,9 @@ async def publish(url: str, api_key: str, events: int, concurrency: int) -> tupl
 
     async def worker(session: aiohttp.ClientSession) -> None:
         for n in next_id:
-            body = f'{{"event_id": "evt_{n}", "event_type": "bench.event", "payload": {payload % n}}}'
+            body = (
+                f'{{"event_id": "evt_{n}", "event_type": "bench.event", "payload": {payload % n}}}'
+            )
             start = time.perf_counter()
             async with session.post(f"{url}/api/v1/events", data=body, headers=headers) as r:
                 await r.read()
@@ -107,7 +111,9 @@ def main() -> None:
                 publish(url, tenant["api_key"], args.events, args.concurrency)
             )
             q = statistics.quantiles(latencies, n=100)
-            print(f"ingest: {rate:,.0f} events/s  p50 {q[49] * 1000:.1f} ms  p99 {q[98] * 1000:.1f} ms")
+            print(
+                f"ingest: {rate:,.0f} events/s  p50 {q[49] * 1000:.1f} ms  p99 {q[98] * 1000:.1f} ms"
+            )
         finally:
             server.terminate()
             server.wait()

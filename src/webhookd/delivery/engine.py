@@ -17,6 +17,7 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import aiohttp
 import structlog
@@ -49,6 +50,8 @@ class DeliveryEngine:
         self._in_flight = 0
         self._attempt_tasks: set[asyncio.Task[None]] = set()
         self._recorded: dict[int, asyncio.Future[None]] = {}  # delivery id -> written
+        self._claim_requests: list[tuple[list[int], asyncio.Future[Any]]] = []
+        self._claim_wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -58,6 +61,7 @@ class DeliveryEngine:
         self._loops = [
             asyncio.create_task(self._dispatch_loop(), name="webhookd-dispatcher"),
             asyncio.create_task(self._write_loop(), name="webhookd-writer"),
+            asyncio.create_task(self._claim_requested_loop(), name="webhookd-claimer"),
         ]
         log.info("engine.started", owner=self.owner, concurrency=self.settings.delivery_concurrency)
 
@@ -79,6 +83,9 @@ class DeliveryEngine:
         for waiting in self._recorded.values():  # outcomes that will not be written here
             waiting.cancel()
         self._recorded.clear()
+        for _, claimed in self._claim_requests:
+            claimed.cancel()
+        self._claim_requests.clear()
         try:
             async with self.db.write() as session:
                 released = await repository.release_leases(session, owner=self.owner, now=utcnow())
@@ -93,19 +100,47 @@ class DeliveryEngine:
     async def deliver_now(self, delivery_ids: Sequence[int]) -> int:
         """Claim these deliveries if they are due and unclaimed, deliver them, and return once
         their outcomes are recorded (the broker acknowledges the task after that). Returns how
-        many were delivered here; the rest were done or are held by another worker's lease."""
+        many were delivered here; the rest were done or are held by another worker's lease.
+
+        Requests that arrive while a claim is running are claimed together in the next one,
+        so many small tasks cost a few transactions, not one each."""
+        claimed: asyncio.Future[list[asyncio.Future[None]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._claim_requests.append((list(delivery_ids), claimed))
+        self._claim_wake.set()
+        recorded = await claimed
+        await asyncio.gather(*recorded)
+        return len(recorded)
+
+    async def _claim_requested_loop(self) -> None:
         lease = dt.timedelta(seconds=self.settings.lease_seconds)
-        async with self.db.write() as session:
-            jobs = await repository.claim_due(
-                session,
-                owner=self.owner,
-                now=utcnow(),
-                lease=lease,
-                limit=len(delivery_ids),
-                ids=delivery_ids,
-            )
-        await asyncio.gather(*(self._start_attempt(job) for job in jobs))
-        return len(jobs)
+        while True:
+            await self._claim_wake.wait()
+            self._claim_wake.clear()
+            while self._claim_requests:
+                batch, self._claim_requests = self._claim_requests, []
+                ids = [i for request_ids, _ in batch for i in request_ids]
+                try:
+                    async with self.db.write() as session:
+                        jobs = await repository.claim_due(
+                            session,
+                            owner=self.owner,
+                            now=utcnow(),
+                            lease=lease,
+                            limit=len(ids),
+                            ids=ids,
+                        )
+                except Exception as exc:
+                    log.exception("engine.claim_failed", requested=len(ids))
+                    for _, claimed in batch:
+                        claimed.set_exception(exc)
+                    continue
+                by_id = {job.delivery_id: job for job in jobs}
+                for request_ids, claimed in batch:
+                    claimed.set_result(
+                        [self._start_attempt(by_id[i]) for i in request_ids if i in by_id]
+                    )
 
     # -- dispatcher --------------------------------------------------------------------------
 
