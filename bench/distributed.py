@@ -142,7 +142,7 @@ def main() -> None:
         runs = ", ".join(f"{r:,.0f}" for r in rates)
         print(
             f"{workers} worker(s): drain {sorted(rates)[len(rates) // 2]:,.0f} deliveries/s "
-            f"(incl. worker start-up; runs: {runs})",
+            f"(median, first to last delivery; runs: {runs})",
             flush=True,
         )
 
