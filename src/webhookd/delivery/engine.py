@@ -45,7 +45,8 @@ class DeliveryEngine:
         self.client = client
         self.owner = worker_id()
         self._wake = asyncio.Event()
-        self._slot_freed = asyncio.Event()
+        self._slot_freed = asyncio.Event()  # for the dispatcher
+        self._claim_slot_freed = asyncio.Event()  # for the claimer of requested deliveries
         self._results: asyncio.Queue[Outcome] = asyncio.Queue()
         self._in_flight = 0
         self._attempt_tasks: set[asyncio.Task[None]] = set()
@@ -71,6 +72,7 @@ class DeliveryEngine:
         self._stopping = True
         self._wake.set()
         self._slot_freed.set()
+        self._claim_slot_freed.set()
         if self._attempt_tasks:
             _, pending = await asyncio.wait(self._attempt_tasks, timeout=grace)
             for task in pending:
@@ -113,13 +115,30 @@ class DeliveryEngine:
         await asyncio.gather(*recorded)
         return len(recorded)
 
+    def _take_claim_requests(self, free: int) -> list[tuple[list[int], asyncio.Future[Any]]]:
+        """The oldest waiting requests that fit in ``free`` slots (at least one request)."""
+        batch: list[tuple[list[int], asyncio.Future[Any]]] = []
+        taken = 0
+        while self._claim_requests and (
+            not batch or taken + len(self._claim_requests[0][0]) <= free
+        ):
+            request = self._claim_requests.pop(0)
+            batch.append(request)
+            taken += len(request[0])
+        return batch
+
     async def _claim_requested_loop(self) -> None:
         lease = dt.timedelta(seconds=self.settings.lease_seconds)
         while True:
             await self._claim_wake.wait()
             self._claim_wake.clear()
             while self._claim_requests:
-                batch, self._claim_requests = self._claim_requests, []
+                free = self.settings.delivery_concurrency - self._in_flight
+                if free <= 0:  # as many in flight as allowed: wait for the writer
+                    self._claim_slot_freed.clear()
+                    await self._claim_slot_freed.wait()
+                    continue
+                batch = self._take_claim_requests(free)
                 ids = [i for request_ids, _ in batch for i in request_ids]
                 try:
                     async with self.db.write() as session:
@@ -219,6 +238,7 @@ class DeliveryEngine:
                 self._in_flight -= len(batch)
                 metrics.DELIVERIES_IN_FLIGHT.dec(len(batch))
                 self._slot_freed.set()
+                self._claim_slot_freed.set()
 
     async def _record(self, batch: list[Outcome]) -> None:
         async with self.db.write() as session:
