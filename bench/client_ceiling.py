@@ -75,7 +75,7 @@ async def webhookd_attempt(url: str, concurrency: int, total: int) -> float:
         1,
         1,
         url,
-        "whsec_" + "A" * 43 + "=",
+        ("whsec_" + "A" * 43 + "=",),
         "evt",
         "bench.event",
         {"x": "y" * 900},

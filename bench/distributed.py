@@ -63,6 +63,8 @@ def run_once(events: int, workers: int, receiver_delay: float) -> float:
         "WEBHOOKD_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
         "WEBHOOKD_REDIS_URL": "redis://127.0.0.1:6379/14",
         "WEBHOOKD_ADMIN_KEY": ADMIN,
+        "WEBHOOKD_ENCRYPTION_KEY": "Zl8ZqL0bY2m7Y3c9d2k1bXhQeVRzV0x6cUhKc0F0b2c=",
+        "WEBHOOKD_API_KEY_PEPPER": "bench-pepper",
         "WEBHOOKD_ALLOW_PRIVATE_TARGETS": "true",
         "WEBHOOKD_LOG_LEVEL": "WARNING",
     }

@@ -32,6 +32,8 @@ def start_server(db: Path, port: int, workers: bool) -> subprocess.Popen[bytes]:
         **os.environ,
         "WEBHOOKD_DATABASE_URL": f"sqlite:///{db}",
         "WEBHOOKD_ADMIN_KEY": ADMIN,
+        "WEBHOOKD_ENCRYPTION_KEY": "Zl8ZqL0bY2m7Y3c9d2k1bXhQeVRzV0x6cUhKc0F0b2c=",
+        "WEBHOOKD_API_KEY_PEPPER": "bench-pepper",
         "WEBHOOKD_ALLOW_PRIVATE_TARGETS": "true",
         "WEBHOOKD_RUN_WORKERS": "true" if workers else "false",
         "WEBHOOKD_LOG_LEVEL": "WARNING",

@@ -200,7 +200,12 @@ def test_default_key_names() -> None:
 def test_fifty_concurrent_acquires_on_a_bucket_of_ten(prefix) -> None:
     async def main() -> list[Decision]:
         # Two clients (two connection pools), like two API processes, racing for one bucket.
-        limiters = [RedisRateLimiter(REDIS_URL, prefix=prefix) for _ in range(2)]
+        # Closed and patient: under a loaded machine a slow Redis call must not count as
+        # "let through" (fail-open), or the test would measure the failure mode instead.
+        limiters = [
+            RedisRateLimiter(REDIS_URL, prefix=prefix, timeout=2.0, failure_mode="closed")
+            for _ in range(2)
+        ]
         try:
             return await asyncio.gather(*(limiters[n % 2].acquire("t", 10) for n in range(50)))
         finally:

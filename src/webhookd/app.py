@@ -18,14 +18,14 @@ from webhookd.delivery.http import create_client
 from webhookd.delivery.repository import refresh_gauges
 from webhookd.delivery.routes import router as dlq_router
 from webhookd.endpoint.routes import router as endpoint_router
-from webhookd.errors import ORJSONResponse, error_body, install_error_handlers
+from webhookd.errors import ORJSONResponse, error_body, error_responses, install_error_handlers
 from webhookd.event.routes import router as event_router
 from webhookd.logging import configure_logging
 from webhookd.queue.base import DeliveryQueue
 from webhookd.queue.celery import CeleryQueue
 from webhookd.queue.inprocess import DatabaseOnlyQueue, InProcessQueue
-from webhookd.ratelimit import create_rate_limiter
-from webhookd.security import resolve_admin_key
+from webhookd.ratelimit import FailureThrottle, create_rate_limiter
+from webhookd.security import resolve_admin_key, resolve_server_secrets
 from webhookd.tenant.routes import router as tenant_router
 
 DESCRIPTION = """
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.broker_url:
             queue = CeleryQueue()  # Celery workers deliver; this process only publishes
         elif settings.run_workers:
-            queue = InProcessQueue(DeliveryEngine(settings, db, client))
+            queue = InProcessQueue(DeliveryEngine(settings, db, client, app.state.secrets.box))
         else:
             queue = DatabaseOnlyQueue()
         app.state.db = db
@@ -73,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_body_size=settings.max_payload_bytes)
     app.state.settings = settings
     app.state.admin_key = resolve_admin_key(settings)[0]
+    app.state.secrets = resolve_server_secrets(settings)
+    app.state.auth_throttle = FailureThrottle(settings.auth_failures_per_minute)
     install_error_handlers(app)
     for router in (tenant_router, endpoint_router, event_router, dlq_router):
         app.include_router(router)
@@ -86,7 +88,7 @@ def _add_operational_routes(app: FastAPI) -> None:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["operations"], response_model=None)
+    @app.get("/ready", tags=["operations"], response_model=None, responses=error_responses(503))
     async def ready() -> dict[str, str] | ORJSONResponse:
         """Readiness: the database answers."""
         try:

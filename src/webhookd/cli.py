@@ -34,12 +34,13 @@ def serve(
     """Run the HTTP API with the delivery workers in the same process."""
     from webhookd.app import create_app
     from webhookd.migrate import upgrade
-    from webhookd.security import resolve_admin_key
+    from webhookd.security import resolve_admin_key, resolve_server_secrets
 
     settings = Settings()
     if migrate_first:
         upgrade(settings)
     admin_key, source = resolve_admin_key(settings)
+    secrets_source = resolve_server_secrets(settings).source
     if source == "WEBHOOKD_ADMIN_KEY":  # the operator knows it; keep it out of log collectors
         admin_key = admin_key[:8] + "…"
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host  # noqa: S104
@@ -48,6 +49,7 @@ def serve(
         f"  API       http://{shown}:{port}  (OpenAPI docs: http://{shown}:{port}/docs)\n"
         f"  database  {settings.database_url}\n"
         f"  admin key {admin_key}  (from {source})\n"
+        f"  encryption key and API key pepper from {secrets_source}\n"
         f"  private targets {'ALLOWED' if settings.allow_private_targets else 'refused'}"
         " (WEBHOOKD_ALLOW_PRIVATE_TARGETS)",
         err=True,

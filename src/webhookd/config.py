@@ -37,6 +37,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("WEBHOOKD_BROKER_URL", "CELERY_BROKER_URL", "broker_url"),
     )
     admin_key: str | None = None
+    encryption_key: str | None = None  # Fernet key(s), comma-separated: the first encrypts
+    api_key_pepper: str | None = None
+    auth_failures_per_minute: int = Field(default=30, ge=1)
     allow_private_targets: bool = False
 
     # HTTP API

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -13,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd.config import Settings
 from webhookd.db import Database
-from webhookd.errors import NotFound, Unauthorized
+from webhookd.errors import AppError, NotFound, Unauthorized
 from webhookd.models import Tenant
 from webhookd.queue.base import DeliveryQueue
 from webhookd.ratelimit import RateLimiter
-from webhookd.security import hash_api_key, keys_equal
+from webhookd.security import ServerSecrets, hash_api_key, keys_equal
 
 api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="A tenant's API key (whk_...)"
@@ -43,7 +44,12 @@ async def get_rate_limiter(request: Request) -> RateLimiter:
     return request.app.state.rate_limiter  # type: ignore[no-any-return]
 
 
+async def get_secrets(request: Request) -> ServerSecrets:
+    return request.app.state.secrets  # type: ignore[no-any-return]
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+SecretsDep = Annotated[ServerSecrets, Depends(get_secrets)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 QueueDep = Annotated[DeliveryQueue, Depends(get_queue)]
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
@@ -68,13 +74,35 @@ def _is_admin(request: Request, given: str | None) -> bool:
     return given is not None and keys_equal(given, request.app.state.admin_key)
 
 
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _check_throttle(request: Request) -> None:
+    """Refuse an address that failed authentication too often (before looking at its key)."""
+    wait = request.app.state.auth_throttle.blocked_for(_client(request))
+    if wait > 0:
+        raise AppError(
+            "too many failed authentication attempts from this address; try again later",
+            status_code=429,
+            code="auth_throttled",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
+
+def _auth_failed(request: Request, message: str) -> Unauthorized:
+    request.app.state.auth_throttle.record_failure(_client(request))
+    return Unauthorized(message)
+
+
 async def require_admin(
     request: Request, admin_key: Annotated[str | None, Depends(admin_key_header)]
 ) -> None:
     if not admin_key:
         raise Unauthorized("missing X-Admin-Key header")
+    _check_throttle(request)
     if not _is_admin(request, admin_key):
-        raise Unauthorized("invalid admin key")
+        raise _auth_failed(request, "invalid admin key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,21 +118,26 @@ _TENANT_BY_KEY_HASH = select(Tenant.id, Tenant.rate_limit).where(
 )
 
 
-async def _tenant_for_key(db: Database, api_key: str) -> AuthTenant | None:
+async def _tenant_for_key(db: Database, api_key: str, pepper: str) -> AuthTenant | None:
     # A Core query on a bare connection: this runs on every tenant request.
+    key_hash = hash_api_key(api_key, pepper)
     async with db.engine.connect() as conn:
-        row = (await conn.execute(_TENANT_BY_KEY_HASH, {"h": hash_api_key(api_key)})).first()
+        row = (await conn.execute(_TENANT_BY_KEY_HASH, {"h": key_hash})).first()
     return AuthTenant(row.id, row.rate_limit) if row else None
 
 
 async def require_tenant(
-    db: DatabaseDep, api_key: Annotated[str | None, Depends(api_key_header)]
+    request: Request,
+    db: DatabaseDep,
+    secrets: SecretsDep,
+    api_key: Annotated[str | None, Depends(api_key_header)],
 ) -> AuthTenant:
     if not api_key:
         raise Unauthorized("missing X-API-Key header")
-    tenant = await _tenant_for_key(db, api_key)
+    _check_throttle(request)
+    tenant = await _tenant_for_key(db, api_key, secrets.pepper)
     if tenant is None:
-        raise Unauthorized("invalid API key")
+        raise _auth_failed(request, "invalid API key")
     return tenant
 
 
@@ -127,14 +160,14 @@ class Principal:
 async def require_principal(
     request: Request,
     db: DatabaseDep,
+    secrets: SecretsDep,
     api_key: Annotated[str | None, Depends(api_key_header)],
     admin_key: Annotated[str | None, Depends(admin_key_header)],
 ) -> Principal:
     if admin_key:
-        if not _is_admin(request, admin_key):
-            raise Unauthorized("invalid admin key")
+        await require_admin(request, admin_key)
         return Principal(tenant_id=None)
-    tenant = await require_tenant(db, api_key)
+    tenant = await require_tenant(request, db, secrets, api_key)
     return Principal(tenant_id=tenant.id)
 
 

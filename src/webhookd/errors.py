@@ -11,6 +11,7 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -65,6 +66,54 @@ class Conflict(AppError):
 class Unprocessable(AppError):
     status_code = 422
     code = "validation_error"
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="The field, dotted for nested ones (e.g. payload.user)")
+    location: str = Field(description="body, query, path or header")
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, machine-readable: not_found, validation_error, ...")
+    message: str
+    fields: list[FieldError] = Field(
+        default_factory=list,
+        description="One entry per invalid field; present only when some field is to blame",
+    )
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the API has this shape."""
+
+    error: ErrorDetail
+
+
+_ERROR_DESCRIPTIONS = {
+    401: "Missing or invalid key (unauthorized)",
+    404: "No such object, or it belongs to another tenant (not_found)",
+    409: "Conflicts with the object's state or a limit (conflict)",
+    413: "Request body over the size limit (payload_too_large)",
+    415: "Request body is not JSON (unsupported_media_type)",
+    422: "Invalid path, query or body; `fields` names the culprits (validation_error)",
+    429: "Too many requests: over the tenant's rate limit (rate_limited) or too many failed "
+    "authentications from this address (auth_throttled); see Retry-After",
+    503: "Not ready (not_ready)",
+}
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for these error statuses, each an :class:`ErrorBody`."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[status]}
+        if status == 429:
+            entry["headers"] = _RETRY_AFTER
+        responses[status] = entry
+    return responses
 
 
 def error_body(

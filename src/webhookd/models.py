@@ -43,7 +43,13 @@ class Tenant(Base):
     rate_limit: Mapped[int] = mapped_column(Integer)
     api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     api_key_prefix: Mapped[str] = mapped_column(String(16))
-    secret_key: Mapped[str] = mapped_column(String(100))
+    # Signing secrets, Fernet-encrypted. During a rotation the previous secret keeps signing
+    # (a second signature) until previous_secret_expires_at.
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    previous_secret_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    previous_secret_expires_at: Mapped[dt.datetime | None] = mapped_column(
+        UTCDateTime, nullable=True
+    )
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

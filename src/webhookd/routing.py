@@ -2,6 +2,9 @@
 
 orjson rejects what the standard library lets through and could not be stored or sent as
 valid JSON later (NaN, Infinity, lone surrogates), and is several times faster.
+
+The route class also documents the errors every API route can answer (in the JSON error
+shape), so the OpenAPI schema lists them for every route, including routes added later.
 """
 
 from __future__ import annotations
@@ -13,9 +16,22 @@ import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from webhookd.errors import AppError
+from webhookd.errors import AppError, error_responses
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def api_error_responses(path: str, methods: set[str] | list[str] | None) -> dict[int | str, Any]:
+    """The errors an API route can answer: every API route authenticates (401, and 429 once
+    an address failed too often) and validates its input (422); one with path parameters
+    answers 404 for unknown (or other tenants') ids; one that takes a body answers 413 and 415.
+    """
+    statuses = [401, 422, 429]
+    if "{" in path:
+        statuses.append(404)
+    if BODY_METHODS & {m.upper() for m in methods or ()}:
+        statuses += [413, 415]
+    return error_responses(*sorted(statuses))
 
 
 def _is_json(content_type: str) -> bool:
@@ -33,6 +49,13 @@ class OrjsonRequest(Request):
 
 
 class OrjsonRoute(APIRoute):
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        # A route's own entry for a status wins, field by field (e.g. its description).
+        responses = api_error_responses(path, kwargs.get("methods"))
+        for status, entry in (kwargs.get("responses") or {}).items():
+            responses[status] = {**responses.get(status, {}), **entry}
+        super().__init__(path, endpoint, **{**kwargs, "responses": responses})
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 

@@ -13,6 +13,11 @@ T = TypeVar("T")
 
 MAX_JSON_DEPTH = 32
 
+# Text stored in a database column: PostgreSQL text cannot hold U+0000 (the insert would
+# fail, a 500), so free text is refused with a 422 when it contains one.
+NO_NUL_PATTERN = r"^[^\x00]*$"
+EVENT_TYPE_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+
 # Row ids are 64-bit. A bigger number from a client is refused (422) before it reaches the
 # database, where SQLite would raise OverflowError (a 500).
 MAX_ID = 2**63 - 1

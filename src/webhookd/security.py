@@ -1,30 +1,40 @@
-"""API keys and the admin key.
+"""API keys, the admin key, and the server secrets that protect tenant secrets at rest.
 
-Tenant API keys are random, prefixed ``whk_`` (recognisable when leaked) and stored only as a
-SHA-256 hash: with 256 bits of entropy a fast hash is enough, and lookups by hash take the same
-path whatever the key.
+- Tenant API keys are random, prefixed ``whk_`` (recognisable when leaked) and stored only as
+  HMAC-SHA256(pepper, key): with 256 bits of entropy a fast keyed hash is enough, and a
+  database dump without the pepper cannot even confirm a guessed key.
+- Signing secrets are stored encrypted with Fernet (AES-128-CBC + HMAC) under
+  ``WEBHOOKD_ENCRYPTION_KEY``; a dump alone cannot sign webhooks.
+- In development, missing server secrets are generated once and kept (mode 0600) next to the
+  database; production refuses to start without them.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import json
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography.fernet import Fernet, MultiFernet
 
 from webhookd.config import Settings
 
 API_KEY_PREFIX = "whk_"
 ADMIN_KEY_FILE_SUFFIX = ".admin-key"
+SECRETS_FILE_SUFFIX = ".secrets"
 
 
 def generate_api_key() -> str:
     return API_KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def hash_api_key(api_key: str) -> str:
-    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+def hash_api_key(api_key: str, pepper: str) -> str:
+    return hmac.new(pepper.encode("utf-8"), api_key.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def display_prefix(api_key: str) -> str:
@@ -36,11 +46,22 @@ def keys_equal(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
-def admin_key_path(settings: Settings) -> Path:
+def _beside_database(settings: Settings, suffix: str) -> Path:
     db_path = settings.sqlite_path()
     directory = db_path.parent if db_path else Path.cwd()
     stem = db_path.name if db_path else "webhookd"
-    return directory / (stem + ADMIN_KEY_FILE_SUFFIX)
+    return directory / (stem + suffix)
+
+
+def admin_key_path(settings: Settings) -> Path:
+    return _beside_database(settings, ADMIN_KEY_FILE_SUFFIX)
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
 
 
 def resolve_admin_key(settings: Settings) -> tuple[str, str]:
@@ -58,9 +79,66 @@ def resolve_admin_key(settings: Settings) -> tuple[str, str]:
         key = path.read_text().strip()
         if key:
             return key, str(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = "whadm_" + secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key + "\n")
+    _write_private(path, key + "\n")
     return key, str(path)
+
+
+class SecretBox:
+    """Encrypts tenant signing secrets at rest. Several comma-separated keys may be given:
+    the first encrypts, all decrypt (``MultiFernet``), so the key can be rotated."""
+
+    def __init__(self, keys: str) -> None:
+        try:
+            fernets = [Fernet(k.strip().encode()) for k in keys.split(",") if k.strip()]
+        except ValueError as exc:
+            raise SystemExit(
+                "WEBHOOKD_ENCRYPTION_KEY must be one or more comma-separated Fernet keys "
+                '(python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())")'
+            ) from exc
+        if not fernets:
+            raise SystemExit("WEBHOOKD_ENCRYPTION_KEY is empty")
+        self._fernet = MultiFernet(fernets)
+        # Ciphertexts never change meaning, so decrypting the same one again can be skipped.
+        self.decrypt_cached = functools.lru_cache(maxsize=4096)(self.decrypt)
+
+    def encrypt(self, plaintext: str) -> str:
+        return self._fernet.encrypt(plaintext.encode("utf-8")).decode("ascii")
+
+    def decrypt(self, token: str) -> str:
+        return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSecrets:
+    box: SecretBox
+    pepper: str
+    source: str  # where they came from, for the startup banner
+
+
+def resolve_server_secrets(settings: Settings) -> ServerSecrets:
+    """``WEBHOOKD_ENCRYPTION_KEY`` and ``WEBHOOKD_API_KEY_PEPPER``, or in development values
+    generated once into ``<database>.secrets`` (JSON, mode 0600)."""
+    if settings.encryption_key and settings.api_key_pepper:
+        return ServerSecrets(
+            SecretBox(settings.encryption_key), settings.api_key_pepper, "environment"
+        )
+    if settings.environment == "production":
+        raise SystemExit(
+            "WEBHOOKD_ENCRYPTION_KEY and WEBHOOKD_API_KEY_PEPPER must be set when "
+            "WEBHOOKD_ENVIRONMENT=production"
+        )
+    path = _beside_database(settings, SECRETS_FILE_SUFFIX)
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    if not stored.get("encryption_key") or not stored.get("api_key_pepper"):
+        stored = {
+            "encryption_key": Fernet.generate_key().decode(),
+            "api_key_pepper": secrets.token_urlsafe(32),
+        }
+        _write_private(path, json.dumps(stored, indent=2) + "\n")
+    return ServerSecrets(
+        SecretBox(settings.encryption_key or stored["encryption_key"]),
+        settings.api_key_pepper or stored["api_key_pepper"],
+        str(path),
+    )

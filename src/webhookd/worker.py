@@ -27,6 +27,7 @@ from webhookd.db import Database
 from webhookd.delivery.engine import DeliveryEngine
 from webhookd.delivery.http import create_client
 from webhookd.logging import configure_logging
+from webhookd.security import resolve_server_secrets
 
 T = TypeVar("T")
 log = structlog.get_logger("webhookd.worker")
@@ -76,7 +77,8 @@ class WorkerRuntime:
     async def _start(self) -> None:
         self.db = Database(self.settings)
         self.client = create_client(self.settings)
-        self.engine = DeliveryEngine(self.settings, self.db, self.client)
+        box = resolve_server_secrets(self.settings).box
+        self.engine = DeliveryEngine(self.settings, self.db, self.client, box)
         await self.engine.start()
 
     async def _stop(self) -> None:

@@ -83,3 +83,43 @@ def test_production_requires_an_admin_key(tmp_path: Path) -> None:
     )
     with pytest.raises(SystemExit, match="WEBHOOKD_ADMIN_KEY"):
         resolve_admin_key(settings)
+
+
+def test_server_secrets_generated_once_in_development(tmp_path: Path) -> None:
+    from webhookd.security import resolve_server_secrets
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'w.db'}")
+    first = resolve_server_secrets(settings)
+    path = tmp_path / "w.db.secrets"
+    assert first.source == str(path) and stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = resolve_server_secrets(settings)
+    assert again.pepper == first.pepper
+    assert again.box.decrypt(first.box.encrypt("whsec_x")) == "whsec_x"
+
+
+def test_production_requires_server_secrets(tmp_path: Path) -> None:
+    from webhookd.security import resolve_server_secrets
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'w.db'}", admin_key="k", environment="production"
+    )
+    with pytest.raises(SystemExit, match="WEBHOOKD_ENCRYPTION_KEY"):
+        resolve_server_secrets(settings)
+    assert not (tmp_path / "w.db.secrets").exists()
+
+
+def test_a_malformed_encryption_key_is_a_clear_error() -> None:
+    from webhookd.security import SecretBox
+
+    with pytest.raises(SystemExit, match="Fernet"):
+        SecretBox("not-a-key")
+
+
+def test_old_encryption_keys_still_decrypt_after_key_rotation() -> None:
+    from cryptography.fernet import Fernet
+
+    from webhookd.security import SecretBox
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    token = SecretBox(old).encrypt("whsec_y")
+    assert SecretBox(f"{new},{old}").decrypt(token) == "whsec_y"

@@ -30,7 +30,7 @@ class Job:
     endpoint_id: int
     event_pk: int  # events.id
     url: str
-    secret: str
+    secrets: tuple[str, ...]  # current signing secret first; the previous one during rotation
     event_id: str
     event_type: str
     payload: Any
@@ -80,7 +80,7 @@ def build_body(job: Job) -> bytes:
 
 def build_headers(job: Job, body: bytes, timestamp: int) -> dict[str, str]:
     headers = signature_headers(
-        secret=job.secret, msg_id=job.message_id, timestamp=timestamp, body=body
+        secret=job.secrets, msg_id=job.message_id, timestamp=timestamp, body=body
     )
     headers["Content-Type"] = "application/json"
     headers["X-Webhook-Event-Type"] = job.event_type

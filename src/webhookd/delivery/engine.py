@@ -28,6 +28,7 @@ from webhookd.db import Database, utcnow
 from webhookd.delivery import repository
 from webhookd.delivery.attempt import Job, Outcome, perform_attempt
 from webhookd.models import DeliveryStatus
+from webhookd.security import SecretBox
 
 log = structlog.get_logger("webhookd.delivery")
 
@@ -39,8 +40,15 @@ def worker_id() -> str:
 
 
 class DeliveryEngine:
-    def __init__(self, settings: Settings, db: Database, client: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        client: aiohttp.ClientSession,
+        box: SecretBox,
+    ) -> None:
         self.settings = settings
+        self.box = box
         self.db = db
         self.client = client
         self.owner = worker_id()
@@ -148,6 +156,7 @@ class DeliveryEngine:
                             now=utcnow(),
                             lease=lease,
                             limit=len(ids),
+                            box=self.box,
                             ids=ids,
                         )
                 except Exception as exc:
@@ -176,7 +185,12 @@ class DeliveryEngine:
             try:
                 async with self.db.write() as session:
                     jobs = await repository.claim_due(
-                        session, owner=self.owner, now=utcnow(), lease=lease, limit=want
+                        session,
+                        owner=self.owner,
+                        now=utcnow(),
+                        lease=lease,
+                        limit=want,
+                        box=self.box,
                     )
             except Exception:
                 log.exception("engine.claim_failed")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +21,7 @@ from webhookd.db import utcnow
 from webhookd.delivery.attempt import Job, Outcome
 from webhookd.delivery.retry import RetryPolicy, next_delay
 from webhookd.models import Attempt, DeadLetter, Delivery, DeliveryStatus, Endpoint, Event, Tenant
+from webhookd.security import SecretBox
 
 
 async def claim_due(
@@ -29,6 +31,7 @@ async def claim_due(
     now: dt.datetime,
     lease: dt.timedelta,
     limit: int,
+    box: SecretBox,
     ids: Sequence[int] | None = None,
 ) -> list[Job]:
     """Lease up to ``limit`` due deliveries (only among ``ids`` if given) to ``owner`` and
@@ -60,10 +63,20 @@ async def claim_due(
     ids = [row[0] for row in claimed]
     if not ids:
         return []
-    return await load_jobs(session, ids)
+    return await load_jobs(session, ids, box=box, now=now)
 
 
-async def load_jobs(session: AsyncSession, ids: Sequence[int]) -> list[Job]:
+def _signing_secrets(row: Any, box: SecretBox, now: dt.datetime) -> tuple[str, ...]:
+    current = box.decrypt_cached(row.secret_encrypted)
+    expires = row.previous_secret_expires_at
+    if row.previous_secret_encrypted and expires is not None and expires > now:
+        return (current, box.decrypt_cached(row.previous_secret_encrypted))
+    return (current,)
+
+
+async def load_jobs(
+    session: AsyncSession, ids: Sequence[int], *, box: SecretBox, now: dt.datetime
+) -> list[Job]:
     rows = await session.execute(
         select(
             Delivery.id,
@@ -71,7 +84,9 @@ async def load_jobs(session: AsyncSession, ids: Sequence[int]) -> list[Job]:
             Delivery.endpoint_id,
             Delivery.event_id.label("event_pk"),
             Endpoint.url,
-            Tenant.secret_key,
+            Tenant.secret_encrypted,
+            Tenant.previous_secret_encrypted,
+            Tenant.previous_secret_expires_at,
             Event.event_id,
             Event.event_type,
             Event.payload,
@@ -92,7 +107,7 @@ async def load_jobs(session: AsyncSession, ids: Sequence[int]) -> list[Job]:
             endpoint_id=r.endpoint_id,
             event_pk=r.event_pk,
             url=r.url,
-            secret=r.secret_key,
+            secrets=_signing_secrets(r, box, now),
             event_id=r.event_id,
             event_type=r.event_type,
             payload=r.payload,

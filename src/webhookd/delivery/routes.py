@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from webhookd.delivery import dlq
 from webhookd.delivery.schemas import DeadLetterFilter, DeadLetterRead, RetryResult
 from webhookd.deps import DatabaseDep, QueueDep, SessionDep, TenantDep, WriteSessionDep
+from webhookd.errors import error_responses
 from webhookd.event.schemas import EventType
 from webhookd.models import DeadLetter
 from webhookd.routing import OrjsonRoute
@@ -73,7 +74,7 @@ async def get_dead_letter(
     return _read(entry, event_id)
 
 
-@router.post("/{entry_id}/retry", response_model=RetryResult)
+@router.post("/{entry_id}/retry", response_model=RetryResult, responses=error_responses(409))
 async def retry_dead_letter(
     entry_id: IdPath, tenant: TenantDep, db: DatabaseDep, queue: QueueDep
 ) -> RetryResult:

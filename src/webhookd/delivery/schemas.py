@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from webhookd.schemas import MAX_ID, ReadModel
+from webhookd.schemas import EVENT_TYPE_PATTERN, MAX_ID, ReadModel
 
 DeliveryStatusLiteral = Literal["pending", "delivering", "succeeded", "failed", "dead"]
 
@@ -42,7 +42,9 @@ class DeadLetterFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     endpoint_id: int | None = Field(default=None, ge=0, le=MAX_ID)
-    event_type: str | None = Field(default=None, max_length=255)
+    event_type: str | None = Field(
+        default=None, min_length=1, max_length=255, pattern=EVENT_TYPE_PATTERN
+    )
 
 
 class RetryResult(BaseModel):

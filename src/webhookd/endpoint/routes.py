@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Response
 from webhookd.deps import PrincipalDep, SessionDep, SettingsDep, WriteSessionDep
 from webhookd.endpoint import service
 from webhookd.endpoint.schemas import EndpointCreate, EndpointRead, EndpointUpdate
+from webhookd.errors import error_responses
 from webhookd.routing import OrjsonRoute
 from webhookd.schemas import IdPath, IdQuery, Page
 
@@ -15,7 +16,7 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=201, response_model=EndpointRead)
+@router.post("", status_code=201, response_model=EndpointRead, responses=error_responses(409))
 async def create_endpoint(
     tenant_id: IdPath,
     data: EndpointCreate,

@@ -6,13 +6,14 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from webhookd.event.schemas import EventType
-from webhookd.schemas import ReadModel
+from webhookd.schemas import NO_NUL_PATTERN, ReadModel
 
 Url = Annotated[
     str,
     Field(
         min_length=1,
         max_length=2048,
+        pattern=NO_NUL_PATTERN,
         description="http(s) URL that receives the webhooks",
         examples=["https://your-app.com/webhooks"],
     ),
@@ -26,7 +27,7 @@ EventTypes = Annotated[
     ),
     AfterValidator(lambda values: list(dict.fromkeys(values))),
 ]
-Description = Annotated[str | None, Field(max_length=500)]
+Description = Annotated[str | None, Field(max_length=500, pattern=NO_NUL_PATTERN)]
 
 
 class EndpointCreate(BaseModel):

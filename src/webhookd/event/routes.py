@@ -9,7 +9,14 @@ from webhookd.delivery.schemas import AttemptRead
 from webhookd.deps import DatabaseDep, QueueDep, RateLimiterDep, SessionDep, TenantDep
 from webhookd.errors import AppError
 from webhookd.event import service
-from webhookd.event.schemas import DeliveryDetail, EventAccepted, EventCreate, EventRead, EventType
+from webhookd.event.schemas import (
+    DeliveryDetail,
+    EventAccepted,
+    EventCreate,
+    EventIdPath,
+    EventRead,
+    EventType,
+)
 from webhookd.routing import OrjsonRoute
 from webhookd.schemas import IdQuery, Page
 
@@ -22,7 +29,6 @@ router = APIRouter(prefix="/api/v1/events", tags=["events"], route_class=OrjsonR
     response_model=EventAccepted,
     responses={
         200: {"model": EventAccepted, "description": "Duplicate event_id: the original event"},
-        429: {"description": "Over the tenant's rate limit; see Retry-After"},
     },
 )
 async def publish_event(
@@ -76,7 +82,7 @@ async def list_events(
 
 
 @router.get("/{event_id}", response_model=EventRead)
-async def get_event(event_id: str, tenant: TenantDep, session: SessionDep) -> EventRead:
+async def get_event(event_id: EventIdPath, tenant: TenantDep, session: SessionDep) -> EventRead:
     """An event by the event_id it was published with."""
     event = await service.get_event(session, tenant_id=tenant.id, event_id=event_id)
     return EventRead.model_validate(event)
@@ -84,7 +90,7 @@ async def get_event(event_id: str, tenant: TenantDep, session: SessionDep) -> Ev
 
 @router.get("/{event_id}/deliveries", response_model=list[DeliveryDetail])
 async def get_event_deliveries(
-    event_id: str, tenant: TenantDep, session: SessionDep
+    event_id: EventIdPath, tenant: TenantDep, session: SessionDep
 ) -> list[DeliveryDetail]:
     """Each delivery of the event with every attempt made so far."""
     rows = await service.event_deliveries(session, tenant_id=tenant.id, event_id=event_id)

@@ -3,30 +3,44 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from webhookd.delivery.schemas import AttemptRead, DeliveryStatusLiteral
-from webhookd.schemas import MAX_JSON_DEPTH, ReadModel, json_depth
+from webhookd.schemas import EVENT_TYPE_PATTERN, MAX_JSON_DEPTH, ReadModel, json_depth
 
 EventType = Annotated[
     str,
     Field(
         min_length=1,
         max_length=255,
-        pattern=r"^[A-Za-z0-9_.\-]+$",
+        pattern=EVENT_TYPE_PATTERN,
         description="Letters, digits, '_', '.' and '-', e.g. user.created",
         examples=["user.created"],
     ),
 ]
+EVENT_ID_PATTERN = r"^[\x21-\x7e]+$"
 EventId = Annotated[
     str,
     Field(
         min_length=1,
         max_length=255,
-        pattern=r"^[\x21-\x7e]+$",
+        pattern=EVENT_ID_PATTERN,
         description="Your idempotency key: printable ASCII without spaces. Publishing the same "
         "event_id again returns the original event and delivers nothing new.",
         examples=["evt_123"],
+    ),
+]
+
+# The event_id of a path: what cannot be an event_id is a 422 (NUL would be a 500 on
+# PostgreSQL).
+EventIdPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=255,
+        pattern=EVENT_ID_PATTERN,
+        description="The event_id the event was published with",
     ),
 ]
 

@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from webhookd.deps import AdminDep, PrincipalDep, SessionDep, WriteSessionDep
+from webhookd.deps import AdminDep, PrincipalDep, SecretsDep, SessionDep, WriteSessionDep
 from webhookd.routing import OrjsonRoute
 from webhookd.schemas import IdPath, IdQuery, Page
 from webhookd.tenant import service
 from webhookd.tenant.schemas import (
     ApiKeyRotated,
+    SecretRotate,
+    SigningSecret,
     TenantCreate,
     TenantCreated,
     TenantRead,
@@ -20,17 +23,20 @@ router = APIRouter(prefix="/api/v1/tenants", tags=["tenants"], route_class=Orjso
 
 
 @router.post("", status_code=201, response_model=TenantCreated)
-async def create_tenant(data: TenantCreate, _: AdminDep, session: WriteSessionDep) -> TenantCreated:
-    """Create a tenant (admin key). The API key and signing secret are in this response only."""
-    tenant, api_key = await service.create_tenant(session, data=data)
+async def create_tenant(
+    data: TenantCreate, _: AdminDep, session: WriteSessionDep, secrets: SecretsDep
+) -> TenantCreated:
+    """Create a tenant (admin key). The API key is in this response only; the signing secret
+    can be read again with `GET /tenants/{id}/secret`."""
+    new = await service.create_tenant(session, data=data, secrets=secrets)
     return TenantCreated(
-        id=tenant.id,
-        name=tenant.name,
-        email=tenant.email,
-        rate_limit=tenant.rate_limit,
-        api_key=api_key,
-        secret_key=tenant.secret_key,
-        created_at=tenant.created_at,
+        id=new.tenant.id,
+        name=new.tenant.name,
+        email=new.tenant.email,
+        rate_limit=new.tenant.rate_limit,
+        api_key=new.api_key,
+        secret_key=new.secret_key,
+        created_at=new.tenant.created_at,
     )
 
 
@@ -65,9 +71,46 @@ async def update_tenant(
 
 @router.post("/{tenant_id}/rotate-api-key", response_model=ApiKeyRotated)
 async def rotate_api_key(
-    tenant_id: IdPath, principal: PrincipalDep, session: WriteSessionDep
+    tenant_id: IdPath, principal: PrincipalDep, session: WriteSessionDep, secrets: SecretsDep
 ) -> ApiKeyRotated:
     """Issue a new API key; the old one stops working immediately."""
     principal.check_tenant(tenant_id)
-    tenant, api_key = await service.rotate_api_key(session, tenant_id=tenant_id)
+    tenant, api_key = await service.rotate_api_key(session, tenant_id=tenant_id, secrets=secrets)
     return ApiKeyRotated(id=tenant.id, api_key=api_key, api_key_prefix=tenant.api_key_prefix)
+
+
+@router.get("/{tenant_id}/secret", response_model=SigningSecret)
+async def reveal_secret(
+    tenant_id: IdPath, principal: PrincipalDep, session: SessionDep, secrets: SecretsDep
+) -> SigningSecret:
+    """The current signing secret (stored encrypted; shown only to this call)."""
+    principal.check_tenant(tenant_id)
+    tenant = await service.get_tenant(session, tenant_id=tenant_id)
+    return SigningSecret(
+        id=tenant.id,
+        secret_key=service.reveal_secret(tenant, secrets=secrets),
+        previous_secret_expires_at=service.live_previous_expiry(tenant),
+    )
+
+
+@router.post("/{tenant_id}/rotate-secret", response_model=SigningSecret)
+async def rotate_secret(
+    tenant_id: IdPath,
+    principal: PrincipalDep,
+    session: WriteSessionDep,
+    secrets: SecretsDep,
+    body: SecretRotate | None = None,
+) -> SigningSecret:
+    """A new signing secret. The current one keeps signing next to it for
+    `grace_period_seconds` (default one day): every delivery then carries both signatures
+    (`webhook-signature: v1,<new> v1,<old>`), so receivers can switch without a gap."""
+    principal.check_tenant(tenant_id)
+    grace = dt.timedelta(seconds=(body or SecretRotate()).grace_period_seconds)
+    tenant, secret_key = await service.rotate_secret(
+        session, tenant_id=tenant_id, grace=grace, secrets=secrets
+    )
+    return SigningSecret(
+        id=tenant.id,
+        secret_key=secret_key,
+        previous_secret_expires_at=tenant.previous_secret_expires_at,
+    )

@@ -60,3 +60,23 @@ class ApiKeyRotated(BaseModel):
     id: int
     api_key: str = Field(description="The new key, shown once; the old key stops working now")
     api_key_prefix: str
+
+
+class SecretRotate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace_period_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        le=7 * 86_400,
+        description="How long the current secret keeps signing next to the new one "
+        "(0: stop at once)",
+    )
+
+
+class SigningSecret(BaseModel):
+    id: int
+    secret_key: str = Field(description="The current signing secret (whsec_...)")
+    previous_secret_expires_at: dt.datetime | None = Field(
+        description="Until then deliveries also carry a signature made with the previous secret"
+    )

@@ -1,32 +1,45 @@
-"""Tenants: creation, lookup, updates and API key rotation."""
+"""Tenants: creation, lookup, updates, API key rotation, signing secret reveal and rotation."""
 
 from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from webhookd.db import utcnow
 from webhookd.delivery.signing import generate_secret
 from webhookd.errors import NotFound
 from webhookd.models import Tenant
 from webhookd.schemas import changes
-from webhookd.security import display_prefix, generate_api_key, hash_api_key
+from webhookd.security import ServerSecrets, display_prefix, generate_api_key, hash_api_key
 from webhookd.tenant.schemas import TenantCreate, TenantUpdate
 
 
-async def create_tenant(session: AsyncSession, *, data: TenantCreate) -> tuple[Tenant, str]:
-    """Create a tenant; returns it with its API key in clear (the only time it exists)."""
+@dataclass(frozen=True, slots=True)
+class NewTenant:
+    tenant: Tenant
+    api_key: str  # in clear only here: the database keeps its keyed hash
+    secret_key: str  # in clear only here: the database keeps it encrypted
+
+
+async def create_tenant(
+    session: AsyncSession, *, data: TenantCreate, secrets: ServerSecrets
+) -> NewTenant:
     api_key = generate_api_key()
+    secret_key = generate_secret()
     tenant = Tenant(
         name=data.name,
         email=data.email,
         rate_limit=data.rate_limit,
-        api_key_hash=hash_api_key(api_key),
+        api_key_hash=hash_api_key(api_key, secrets.pepper),
         api_key_prefix=display_prefix(api_key),
-        secret_key=generate_secret(),
+        secret_encrypted=secrets.box.encrypt(secret_key),
     )
     session.add(tenant)
     await session.flush()
-    return tenant, api_key
+    return NewTenant(tenant, api_key, secret_key)
 
 
 async def get_tenant(session: AsyncSession, *, tenant_id: int) -> Tenant:
@@ -51,10 +64,45 @@ async def update_tenant(session: AsyncSession, *, tenant_id: int, data: TenantUp
     return tenant
 
 
-async def rotate_api_key(session: AsyncSession, *, tenant_id: int) -> tuple[Tenant, str]:
+async def rotate_api_key(
+    session: AsyncSession, *, tenant_id: int, secrets: ServerSecrets
+) -> tuple[Tenant, str]:
     tenant = await get_tenant(session, tenant_id=tenant_id)
     api_key = generate_api_key()
-    tenant.api_key_hash = hash_api_key(api_key)
+    tenant.api_key_hash = hash_api_key(api_key, secrets.pepper)
     tenant.api_key_prefix = display_prefix(api_key)
     await session.flush()
     return tenant, api_key
+
+
+def live_previous_expiry(tenant: Tenant) -> dt.datetime | None:
+    """When the previous secret stops signing, if it still does."""
+    expires = tenant.previous_secret_expires_at
+    return expires if expires is not None and expires > utcnow() else None
+
+
+def reveal_secret(tenant: Tenant, *, secrets: ServerSecrets) -> str:
+    return secrets.box.decrypt(tenant.secret_encrypted)
+
+
+async def rotate_secret(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    grace: dt.timedelta,
+    secrets: ServerSecrets,
+) -> tuple[Tenant, str]:
+    """A new signing secret from now on; the current one keeps signing too (every delivery
+    carries both signatures) until ``now + grace``, so receivers can switch without a gap.
+    A rotation during a grace period drops the oldest secret."""
+    tenant = await get_tenant(session, tenant_id=tenant_id)
+    secret_key = generate_secret()
+    if grace.total_seconds() > 0:
+        tenant.previous_secret_encrypted = tenant.secret_encrypted
+        tenant.previous_secret_expires_at = utcnow() + grace
+    else:
+        tenant.previous_secret_encrypted = None
+        tenant.previous_secret_expires_at = None
+    tenant.secret_encrypted = secrets.box.encrypt(secret_key)
+    await session.flush()
+    return tenant, secret_key
