@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import TenantCtx
+from tests.conftest import TenantCtx, create_tenant
 from tests.fixtures.db import run_sql
 from tests.fixtures.delivery import wait_deliveries
-from tests.fixtures.server import LiveServer, running_server
+from tests.fixtures.server import ADMIN_KEY, LiveServer, running_server
 
 PRIVATE_URLS = [
     "http://127.0.0.1/",
@@ -126,3 +126,29 @@ def test_private_target_refused_at_delivery_time(server, tenant, receiver) -> No
     assert receiver.received("/ssrf/name") == []
     dlq = tenant.client.get("/api/v1/dlq").json()["items"]
     assert {e["endpoint_id"] for e in dlq} == {literal, named}
+
+
+@pytest.fixture(scope="module")
+def allowlisted(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[LiveServer]:
+    """The guard on, with the operator allow-list opening 127.0.0.0/8 on purpose."""
+    settings = {"allow_private_targets": False, "allowed_networks": "127.0.0.0/8"}
+    with running_server(tmp_path_factory, "allowlist", backend=backend, **settings) as srv:
+        yield srv
+
+
+def test_operator_allow_list_lets_a_private_network_through(allowlisted, receiver) -> None:
+    admin = allowlisted.client(**{"X-Admin-Key": ADMIN_KEY})
+    tenant = create_tenant(allowlisted, admin)
+    try:
+        tenant.add_endpoint(receiver.url("/ssrf/allowed"))
+        for refused in ("http://10.0.0.1/", "http://169.254.169.254/", "http://[::1]/"):
+            response = tenant.client.post(
+                f"/api/v1/tenants/{tenant.id}/endpoints", json={"url": refused}
+            )
+            assert_refused_url(response)
+        assert tenant.publish("user.created", event_id="evt_allowed").status_code == 202
+        (request,) = receiver.wait_for(1, "/ssrf/allowed")
+        assert request.header("X-Webhook-Event-Type") == "user.created"
+    finally:
+        tenant.client.close()
+        admin.close()

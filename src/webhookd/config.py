@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +43,9 @@ class Settings(BaseSettings):
     api_key_pepper: str | None = None
     auth_failures_per_minute: int = Field(default=30, ge=1)
     allow_private_targets: bool = False
+    # Operator allow-list: CIDRs that endpoints may target although they are private
+    # (comma-separated, e.g. "10.20.0.0/16,fd00:1::/64"). Empty: none.
+    allowed_networks: str = ""
 
     # HTTP API
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
@@ -84,6 +89,18 @@ class Settings(BaseSettings):
             max_delay=self.retry_max_delay,
             max_attempts=self.max_attempts,
         )
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            ipaddress.ip_network(part, strict=False)  # ValueError names the bad entry
+        return value
+
+    @functools.cached_property
+    def allowed_network_list(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        parts = (p.strip() for p in self.allowed_networks.split(","))
+        return tuple(ipaddress.ip_network(p, strict=False) for p in parts if p)
 
     @property
     def is_sqlite(self) -> bool:

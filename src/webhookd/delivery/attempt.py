@@ -10,7 +10,9 @@ import asyncio
 import datetime as dt
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 import aiohttp
@@ -139,6 +141,7 @@ async def perform_attempt(
     job: Job,
     *,
     allow_private: bool,
+    allow_networks: Sequence[IPv4Network | IPv6Network] = (),
     body_limit: int,
 ) -> Outcome:
     started_at = dt.datetime.now(dt.UTC)
@@ -149,7 +152,7 @@ async def perform_attempt(
     try:
         target = ssrf.parse_target(job.url)
         # aiohttp skips the resolver for IP literals: check those here, every attempt.
-        ssrf.check_literal(target, allow_private=allow_private)
+        ssrf.check_literal(target, allow_private=allow_private, allow_networks=allow_networks)
         body = build_body(job)
         headers = build_headers(job, body, int(time.time()))
         async with client.post(job.url, data=body, headers=headers, allow_redirects=False) as resp:

@@ -220,6 +220,7 @@ class DeliveryEngine:
             self.client,
             job,
             allow_private=self.settings.allow_private_targets,
+            allow_networks=self.settings.allowed_network_list,
             body_limit=self.settings.response_body_limit,
         )
         tenant = str(job.tenant_id)

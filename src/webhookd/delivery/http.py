@@ -22,7 +22,7 @@ def create_client(settings: Settings) -> aiohttp.ClientSession:
     resolver = (
         None
         if settings.allow_private_targets
-        else ssrf.GuardedResolver(allow_private=False, allow_networks=())
+        else ssrf.GuardedResolver(allow_private=False, allow_networks=settings.allowed_network_list)
     )
     connector = aiohttp.TCPConnector(
         limit=settings.delivery_concurrency,

@@ -18,9 +18,12 @@ async def check_url(url: str, settings: Settings) -> str:
     try:
         target = ssrf.parse_target(url)
         if not settings.allow_private_targets:
-            ssrf.check_literal(target, allow_private=False, allow_networks=())
+            allowed = settings.allowed_network_list
+            ssrf.check_literal(target, allow_private=False, allow_networks=allowed)
             if target.literal_ip is None:
-                await ssrf.resolve_checked(target.host, target.port, allow_private=False)
+                await ssrf.resolve_checked(
+                    target.host, target.port, allow_private=False, allow_networks=allowed
+                )
     except ssrf.TargetRefused as exc:
         raise Unprocessable(
             f"url: {exc.reason}",
