@@ -351,7 +351,9 @@ def fresh_tenant_key(tenant_id: int) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory) -> Iterator[LiveServer]:
     require_service("redis")
-    with running_server(tmp_path_factory, "redis", redis_url=REDIS_URL) as srv:
+    # A patient timeout: on a loaded CI machine a slow call would fail open and skew counts.
+    settings = {"redis_url": REDIS_URL, "rate_limit_redis_timeout": 2.0}
+    with running_server(tmp_path_factory, "redis", **settings) as srv:
         yield srv
 
 
@@ -458,6 +460,8 @@ def api_pairs(tmp_path_factory) -> Iterator[dict[str, list[ApiProcess]]]:
         WEBHOOKD_ADMIN_KEY=ADMIN_KEY,
         WEBHOOKD_RUN_WORKERS="false",
         WEBHOOKD_LOG_LEVEL="WARNING",
+        WEBHOOKD_RATE_LIMIT_REDIS_TIMEOUT="2",  # a loaded machine must not fail open here
+        WEBHOOKD_RATE_LIMIT_FAILURE_MODE="closed",
     )
     subprocess.run(
         [sys.executable, "-m", "webhookd", "migrate"],
