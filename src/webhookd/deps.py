@@ -21,10 +21,16 @@ from webhookd.ratelimit import RateLimiter
 from webhookd.security import ServerSecrets, hash_api_key, keys_equal
 
 api_key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="A tenant's API key (whk_...)"
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    auto_error=False,
+    description="A tenant's API key (whk_...)",
 )
 admin_key_header = APIKeyHeader(
-    name="X-Admin-Key", auto_error=False, description="The operator's admin key"
+    name="X-Admin-Key",
+    scheme_name="AdminKey",
+    auto_error=False,
+    description="The operator's admin key",
 )
 
 

@@ -5,18 +5,18 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from webhookd.schemas import ReadModel
+from webhookd.schemas import NO_NUL_PATTERN, ReadModel
 
 RateLimit = Annotated[
     int, Field(ge=1, le=1_000_000, description="Events per minute (token bucket capacity)")
 ]
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$"
+EMAIL_PATTERN = r"^[^@\s\x00]{1,64}@[^@\s\x00]{1,255}\.[^@\s\x00]{1,63}$"
 
 
 class TenantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200, examples=["My Company"])
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL_PATTERN, examples=["My Company"])
     email: str = Field(max_length=320, pattern=EMAIL_PATTERN, examples=["webhooks@mycompany.com"])
     rate_limit: RateLimit = 100
 
@@ -32,7 +32,7 @@ class TenantCreate(BaseModel):
 class TenantUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str | None = Field(default=None, min_length=1, max_length=200, pattern=NO_NUL_PATTERN)
     email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
     rate_limit: RateLimit | None = None
 
