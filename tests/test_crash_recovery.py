@@ -3,10 +3,7 @@ accepted event is delivered (at-least-once: a delivery cut off mid-flight may ar
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,62 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fixtures.processes import ApiProcess
 from tests.fixtures.receiver import Receiver
-from tests.fixtures.server import ADMIN_KEY, free_port
+from tests.fixtures.server import ADMIN_KEY
 
 EVENTS = 40
-
-
-class Process:
-    """``python -m webhookd serve`` as a real child process."""
-
-    def __init__(self, db: Path, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "WEBHOOKD_DATABASE_URL": f"sqlite:///{db}",
-            "WEBHOOKD_ADMIN_KEY": ADMIN_KEY,
-            "WEBHOOKD_ALLOW_PRIVATE_TARGETS": "true",
-            "WEBHOOKD_LEASE_SECONDS": "2",
-            "WEBHOOKD_POLL_INTERVAL": "0.2",
-            "WEBHOOKD_RETRY_BASE_DELAY": "0.05",
-            "WEBHOOKD_RETRY_MAX_DELAY": "0.2",
-        }
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "webhookd", "serve", "--port", str(self.port)],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("webhookd did not become ready:\n" + self.log.read_text())
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def terminate(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 @pytest.fixture
@@ -80,8 +26,13 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def process(tmp_path: Path) -> Iterator[Process]:
-    proc = Process(tmp_path / "webhookd.db", tmp_path / "webhookd.log")
+def process(tmp_path: Path) -> Iterator[ApiProcess]:
+    """``webhookd serve`` on SQLite; a restart reuses its port and database."""
+    env = {
+        "WEBHOOKD_DATABASE_URL": f"sqlite:///{tmp_path / 'webhookd.db'}",
+        "WEBHOOKD_LEASE_SECONDS": "2",
+    }
+    proc = ApiProcess(env, tmp_path / "webhookd.log")
     yield proc
     proc.terminate()
 

@@ -135,8 +135,20 @@ class DeliveryEngine:
             taken += len(request[0])
         return batch
 
+    async def _claim(self, limit: int, ids: Sequence[int] | None = None) -> list[Job]:
+        """Lease up to ``limit`` due deliveries (among ``ids`` if given) to this engine."""
+        async with self.db.write() as session:
+            return await repository.claim_due(
+                session,
+                owner=self.owner,
+                now=utcnow(),
+                lease=dt.timedelta(seconds=self.settings.lease_seconds),
+                limit=limit,
+                box=self.box,
+                ids=ids,
+            )
+
     async def _claim_requested_loop(self) -> None:
-        lease = dt.timedelta(seconds=self.settings.lease_seconds)
         while True:
             await self._claim_wake.wait()
             self._claim_wake.clear()
@@ -149,16 +161,7 @@ class DeliveryEngine:
                 batch = self._take_claim_requests(free)
                 ids = [i for request_ids, _ in batch for i in request_ids]
                 try:
-                    async with self.db.write() as session:
-                        jobs = await repository.claim_due(
-                            session,
-                            owner=self.owner,
-                            now=utcnow(),
-                            lease=lease,
-                            limit=len(ids),
-                            box=self.box,
-                            ids=ids,
-                        )
+                    jobs = await self._claim(len(ids), ids=ids)
                 except Exception as exc:
                     log.exception("engine.claim_failed", requested=len(ids))
                     for _, claimed in batch:
@@ -173,7 +176,6 @@ class DeliveryEngine:
     # -- dispatcher --------------------------------------------------------------------------
 
     async def _dispatch_loop(self) -> None:
-        lease = dt.timedelta(seconds=self.settings.lease_seconds)
         while not self._stopping:
             free = self.settings.delivery_concurrency - self._in_flight
             if free <= 0:
@@ -183,15 +185,7 @@ class DeliveryEngine:
             want = min(free, self.settings.claim_batch_size)
             self._wake.clear()
             try:
-                async with self.db.write() as session:
-                    jobs = await repository.claim_due(
-                        session,
-                        owner=self.owner,
-                        now=utcnow(),
-                        lease=lease,
-                        limit=want,
-                        box=self.box,
-                    )
+                jobs = await self._claim(want)
             except Exception:
                 log.exception("engine.claim_failed")
                 jobs = []
