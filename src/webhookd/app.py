@@ -19,6 +19,7 @@ from webhookd.delivery.repository import refresh_gauges
 from webhookd.delivery.routes import router as dlq_router
 from webhookd.endpoint.routes import router as endpoint_router
 from webhookd.errors import ORJSONResponse, error_body, error_responses, install_error_handlers
+from webhookd.event.batcher import PublishBatcher
 from webhookd.event.routes import router as event_router
 from webhookd.logging import configure_logging
 from webhookd.queue.base import DeliveryQueue
@@ -54,11 +55,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             queue = DatabaseOnlyQueue()
         app.state.db = db
         app.state.queue = queue
+        app.state.publisher = PublishBatcher(db)
         app.state.rate_limiter = create_rate_limiter(settings)
         await queue.start()
+        await app.state.publisher.start()
         try:
             yield
         finally:
+            await app.state.publisher.stop()
             await queue.stop()
             await app.state.rate_limiter.close()
             await client.close()

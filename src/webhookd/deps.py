@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from webhookd.config import Settings
 from webhookd.db import Database
 from webhookd.errors import AppError, NotFound, Unauthorized
+from webhookd.event.batcher import PublishBatcher
 from webhookd.models import Tenant
 from webhookd.queue.base import DeliveryQueue
 from webhookd.ratelimit import RateLimiter
@@ -50,12 +51,17 @@ async def get_rate_limiter(request: Request) -> RateLimiter:
     return request.app.state.rate_limiter  # type: ignore[no-any-return]
 
 
+async def get_publisher(request: Request) -> PublishBatcher:
+    return request.app.state.publisher  # type: ignore[no-any-return]
+
+
 async def get_secrets(request: Request) -> ServerSecrets:
     return request.app.state.secrets  # type: ignore[no-any-return]
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SecretsDep = Annotated[ServerSecrets, Depends(get_secrets)]
+PublisherDep = Annotated[PublishBatcher, Depends(get_publisher)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 QueueDep = Annotated[DeliveryQueue, Depends(get_queue)]
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]

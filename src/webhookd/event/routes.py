@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Response
 
 from webhookd import metrics
 from webhookd.delivery.schemas import AttemptRead
-from webhookd.deps import DatabaseDep, QueueDep, RateLimiterDep, SessionDep, TenantDep
+from webhookd.deps import PublisherDep, QueueDep, RateLimiterDep, SessionDep, TenantDep
 from webhookd.errors import AppError
 from webhookd.event import service
 from webhookd.event.schemas import (
@@ -34,7 +34,7 @@ router = APIRouter(prefix="/api/v1/events", tags=["events"], route_class=OrjsonR
 async def publish_event(
     data: EventCreate,
     tenant: TenantDep,
-    db: DatabaseDep,
+    publisher: PublisherDep,
     queue: QueueDep,
     limiter: RateLimiterDep,
     response: Response,
@@ -54,8 +54,7 @@ async def publish_event(
             headers=decision.headers,
         )
     response.headers.update(decision.headers)
-    async with db.write() as session:
-        published = await service.publish_event(session, tenant_id=tenant.id, data=data)
+    published = await publisher.publish(tenant.id, data)  # answered after its commit
     if published.accepted.duplicate:
         response.status_code = 200
     else:

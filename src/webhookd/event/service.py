@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select
@@ -16,14 +17,14 @@ from webhookd.event.schemas import DeliverySummary, EventAccepted, EventCreate
 from webhookd.models import Attempt, Delivery, DeliveryStatus, Event
 
 # Statements built once: building them costs more than running them on SQLite.
-_INSERT_EVENT = {
+_INSERT_EVENTS = {
     dialect: insert_fn(Event)
     .on_conflict_do_nothing(index_elements=["tenant_id", "event_id"])
-    .returning(Event.id)
+    .returning(Event.id, Event.tenant_id, Event.event_id)
     for dialect, insert_fn in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
 }
 _INSERT_DELIVERIES = insert(Delivery).returning(
-    Delivery.id, Delivery.endpoint_id, sort_by_parameter_order=True
+    Delivery.id, Delivery.event_id, Delivery.endpoint_id, sort_by_parameter_order=True
 )
 
 
@@ -33,57 +34,82 @@ class Published:
     delivery_ids: list[int]  # new deliveries to hand to the queue after commit
 
 
-async def publish_event(session: AsyncSession, *, tenant_id: int, data: EventCreate) -> Published:
+async def publish_events(
+    session: AsyncSession, *, batch: Sequence[tuple[int, EventCreate]]
+) -> list[Published]:
+    """Publish several (tenant_id, event) at once: one multi-row insert of the events (a
+    conflict on (tenant, event_id) means a duplicate), one routing query per tenant, one
+    multi-row insert of the deliveries. Results are in the order of ``batch``."""
     now = utcnow()
     conn = await session.connection()  # Core on the hot path: no ORM unit of work needed
     inserted = await conn.execute(
-        _INSERT_EVENT[conn.dialect.name],
-        {
-            "tenant_id": tenant_id,
-            "event_id": data.event_id,
-            "event_type": data.event_type,
-            "payload": data.payload,
-            "created_at": now,
-        },
+        _INSERT_EVENTS[conn.dialect.name],
+        [
+            {
+                "tenant_id": tenant_id,
+                "event_id": data.event_id,
+                "event_type": data.event_type,
+                "payload": data.payload,
+                "created_at": now,
+            }
+            for tenant_id, data in batch
+        ],
     )
-    event_pk = inserted.scalar_one_or_none()
-    if event_pk is None:
-        return Published(await _existing(session, tenant_id=tenant_id, event_id=data.event_id), [])
-
-    endpoint_ids = await matching_endpoint_ids(
-        session, tenant_id=tenant_id, event_type=data.event_type
-    )
-    summaries: list[DeliverySummary] = []
-    if endpoint_ids:
-        rows = await conn.execute(
-            _INSERT_DELIVERIES,
-            [
-                {
-                    "tenant_id": tenant_id,
-                    "event_id": event_pk,
-                    "endpoint_id": endpoint_id,
-                    "status": DeliveryStatus.PENDING,
-                    "attempt_count": 0,
-                    "cycle": 1,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for endpoint_id in endpoint_ids
-            ],
+    new_events = {(t, e): pk for pk, t, e in inserted}
+    routes: dict[tuple[int, str], list[int]] = {}
+    rows: list[dict[str, object]] = []
+    routed: set[int] = set()  # the same event twice in one batch is delivered once
+    for tenant_id, data in batch:
+        event_pk = new_events.get((tenant_id, data.event_id))
+        if event_pk is None or event_pk in routed:
+            continue
+        routed.add(event_pk)
+        key = (tenant_id, data.event_type)
+        if key not in routes:
+            routes[key] = await matching_endpoint_ids(
+                session, tenant_id=tenant_id, event_type=data.event_type
+            )
+        rows.extend(
+            {
+                "tenant_id": tenant_id,
+                "event_id": event_pk,
+                "endpoint_id": endpoint_id,
+                "status": DeliveryStatus.PENDING,
+                "attempt_count": 0,
+                "cycle": 1,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for endpoint_id in routes[key]
         )
-        summaries = [
-            DeliverySummary(id=did, endpoint_id=eid, status="pending") for did, eid in rows
-        ]
-    accepted = EventAccepted(
-        id=event_pk,
-        event_id=data.event_id,
-        event_type=data.event_type,
-        created_at=now,
-        deliveries=summaries,
-        duplicate=False,
-    )
-    return Published(accepted, [s.id for s in summaries])
+    by_event: dict[int, list[DeliverySummary]] = {}
+    if rows:
+        for delivery_id, event_pk, endpoint_id in await conn.execute(_INSERT_DELIVERIES, rows):
+            by_event.setdefault(event_pk, []).append(
+                DeliverySummary(id=delivery_id, endpoint_id=endpoint_id, status="pending")
+            )
+    results: list[Published] = []
+    claimed: set[tuple[int, str]] = set()  # the same event twice in one batch: one is new
+    for tenant_id, data in batch:
+        key = (tenant_id, data.event_id)
+        event_pk = new_events.get(key)
+        if event_pk is None or key in claimed:
+            existing = await _existing(session, tenant_id=tenant_id, event_id=data.event_id)
+            results.append(Published(existing, []))
+            continue
+        claimed.add(key)
+        summaries = by_event.get(event_pk, [])
+        accepted = EventAccepted(
+            id=event_pk,
+            event_id=data.event_id,
+            event_type=data.event_type,
+            created_at=now,
+            deliveries=summaries,
+            duplicate=False,
+        )
+        results.append(Published(accepted, [d.id for d in summaries]))
+    return results
 
 
 async def _existing(session: AsyncSession, *, tenant_id: int, event_id: str) -> EventAccepted:

@@ -1,0 +1,86 @@
+"""Group commit: one batch holding the same event twice, another tenant's event with the same
+event_id, and an old duplicate — each answered as if published alone."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.db import BACKENDS, TestDatabase
+from tests.fixtures.server import make_settings
+from webhookd.db import Database
+from webhookd.event.schemas import EventCreate
+from webhookd.event.service import publish_events
+from webhookd.migrate import upgrade
+from webhookd.models import Endpoint, Tenant
+
+
+def _event(event_id: str, event_type: str = "user.created") -> EventCreate:
+    return EventCreate(event_id=event_id, event_type=event_type, payload={"id": event_id})
+
+
+async def _scenario(db: Database) -> None:
+    async with db.write() as session:
+        tenants = [
+            Tenant(
+                name=n,
+                email=f"{n}@example.com",
+                rate_limit=10,
+                api_key_hash=n,
+                api_key_prefix="whk_",
+                secret_encrypted="x",
+            )
+            for n in ("a", "b")
+        ]
+        session.add_all(tenants)
+        await session.flush()
+        a, b = (t.id for t in tenants)
+        session.add_all(
+            [
+                Endpoint(tenant_id=a, url="https://a.example/1", event_types=[]),
+                Endpoint(tenant_id=a, url="https://a.example/2", event_types=["order.paid"]),
+                Endpoint(tenant_id=b, url="https://b.example/1", event_types=[]),
+            ]
+        )
+    async with db.write() as session:
+        (old,) = await publish_events(session, batch=[(a, _event("evt_old"))])
+    async with db.write() as session:
+        results = await publish_events(
+            session,
+            batch=[
+                (a, _event("evt_1")),
+                (a, _event("evt_1")),  # the same event again in the same batch
+                (b, _event("evt_1")),  # same id, another tenant: another event
+                (a, _event("evt_old")),  # published in an earlier batch
+                (a, _event("evt_2", "order.paid")),
+            ],
+        )
+    first, again, other, old_again, paid = (r.accepted for r in results)
+    assert not first.duplicate and len(first.deliveries) == 1
+    assert again.duplicate and again.id == first.id and again.deliveries == first.deliveries
+    assert results[1].delivery_ids == []  # nothing handed to the queue twice
+    assert not other.duplicate and other.id != first.id and len(other.deliveries) == 1
+    assert old_again.duplicate and old_again.id == old.accepted.id
+    assert not paid.duplicate and len(paid.deliveries) == 2  # catch-all + order.paid
+    assert sorted(results[4].delivery_ids) == sorted(d.id for d in paid.deliveries)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_batch_behaves_like_separate_publishes(tmp_path: Path, backend: str) -> None:
+    database = TestDatabase(backend, tmp_path)
+    try:
+        settings = make_settings(database.url)
+        upgrade(settings)
+
+        async def run() -> None:
+            db = Database(settings)
+            try:
+                await _scenario(db)
+            finally:
+                await db.dispose()
+
+        asyncio.run(run())
+    finally:
+        database.drop()
