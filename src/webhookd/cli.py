@@ -78,6 +78,9 @@ def worker(
     settings = Settings()
     if not settings.broker_url:
         raise typer.BadParameter("set WEBHOOKD_BROKER_URL (or CELERY_BROKER_URL) to run workers")
+    from webhookd.security import resolve_server_secrets
+
+    resolve_server_secrets(settings)  # production without its secrets stops here, clearly
     from webhookd.worker import app as celery_app
 
     argv = [

@@ -66,6 +66,9 @@ class WorkerRuntime:
             target=self.loop.run_forever, name="webhookd-engine", daemon=True
         )
         self.engine: DeliveryEngine | None = None
+        # Resolved here, in the caller's thread: a missing production secret stops the worker
+        # (SystemExit) instead of killing the event loop thread.
+        self.box = resolve_server_secrets(settings).box
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -77,8 +80,7 @@ class WorkerRuntime:
     async def _start(self) -> None:
         self.db = Database(self.settings)
         self.client = create_client(self.settings)
-        box = resolve_server_secrets(self.settings).box
-        self.engine = DeliveryEngine(self.settings, self.db, self.client, box)
+        self.engine = DeliveryEngine(self.settings, self.db, self.client, self.box)
         await self.engine.start()
 
     async def _stop(self) -> None:
