@@ -20,10 +20,9 @@ import uuid
 from pathlib import Path
 
 import asyncpg
-import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from embedded import ADMIN, publish, received  # noqa: E402
+from embedded import ADMIN, create_tenant_and_endpoint, publish, received, wait_ready  # noqa: E402
 
 HERE = Path(__file__).parent
 PG = "postgresql://postgres@127.0.0.1:5432"
@@ -35,18 +34,6 @@ async def _admin_sql(sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
-
-
-def _wait(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
 
 
 def run_once(events: int, workers: int, receiver_delay: float) -> float:
@@ -91,19 +78,10 @@ def run_once(events: int, workers: int, receiver_delay: float) -> float:
             )
         )
         url = f"http://127.0.0.1:{api_port}"
-        _wait(f"{url}/ready")
-        _wait(f"http://127.0.0.1:{recv_port}/")
-        tenant = httpx.post(
-            f"{url}/api/v1/tenants",
-            headers={"X-Admin-Key": ADMIN},
-            json={"name": "bench", "email": "b@example.com", "rate_limit": 1_000_000},
-        ).json()
-        httpx.post(
-            f"{url}/api/v1/tenants/{tenant['id']}/endpoints",
-            headers={"X-API-Key": tenant["api_key"]},
-            json={"url": f"http://127.0.0.1:{recv_port}/hook"},
-        ).raise_for_status()
-        asyncio.run(publish(url, tenant["api_key"], events, 50))  # workers not started yet
+        wait_ready(f"{url}/ready")
+        wait_ready(f"http://127.0.0.1:{recv_port}/")
+        api_key = create_tenant_and_endpoint(url, recv_port)
+        asyncio.run(publish(url, api_key, events, 50))  # workers not started yet
         before = received(recv_port)
         start = time.perf_counter()
         for n in range(workers):

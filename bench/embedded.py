@@ -44,13 +44,8 @@ def start_server(db: Path, port: int, workers: bool) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
+    wait_ready(f"http://127.0.0.1:{port}/ready")
+    return proc
 
 
 async def publish(
@@ -80,6 +75,33 @@ async def publish(
     return events / elapsed, latencies
 
 
+def wait_ready(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def create_tenant_and_endpoint(url: str, recv_port: int) -> str:
+    """A tenant with no practical rate limit and one endpoint at the receiver; its API key."""
+    tenant = httpx.post(
+        f"{url}/api/v1/tenants",
+        headers={"X-Admin-Key": ADMIN},
+        json={"name": "bench", "email": "b@example.com", "rate_limit": 1_000_000},
+    ).json()
+    httpx.post(
+        f"{url}/api/v1/tenants/{tenant['id']}/endpoints",
+        headers={"X-API-Key": tenant["api_key"]},
+        json={"url": f"http://127.0.0.1:{recv_port}/hook"},
+    ).raise_for_status()
+    return str(tenant["api_key"])
+
+
 def received(port: int) -> int:
     return int(httpx.get(f"http://127.0.0.1:{port}/").text)
 
@@ -99,23 +121,11 @@ def main() -> None:
         server = start_server(db, api_port, workers=False)
         try:
             url = f"http://127.0.0.1:{api_port}"
-            admin = httpx.Client(base_url=url, headers={"X-Admin-Key": ADMIN})
-            tenant = admin.post(
-                "/api/v1/tenants",
-                json={"name": "bench", "email": "b@example.com", "rate_limit": 1_000_000},
-            ).json()
-            httpx.post(
-                f"{url}/api/v1/tenants/{tenant['id']}/endpoints",
-                headers={"X-API-Key": tenant["api_key"]},
-                json={"url": f"http://127.0.0.1:{recv_port}/hook"},
-            ).raise_for_status()
-            rate, latencies = asyncio.run(
-                publish(url, tenant["api_key"], args.events, args.concurrency)
-            )
+            api_key = create_tenant_and_endpoint(url, recv_port)
+            rate, latencies = asyncio.run(publish(url, api_key, args.events, args.concurrency))
             q = statistics.quantiles(latencies, n=100)
-            print(
-                f"ingest: {rate:,.0f} events/s  p50 {q[49] * 1000:.1f} ms  p99 {q[98] * 1000:.1f} ms"
-            )
+            p50, p99 = q[49] * 1000, q[98] * 1000
+            print(f"ingest: {rate:,.0f} events/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms")
         finally:
             server.terminate()
             server.wait()

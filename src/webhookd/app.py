@@ -45,11 +45,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings)
-        client = create_client(settings)
+        client = None  # the delivery HTTP client, only where this process delivers
         queue: DeliveryQueue
         if settings.broker_url:
             queue = CeleryQueue()  # Celery workers deliver; this process only publishes
         elif settings.run_workers:
+            client = create_client(settings)
             queue = InProcessQueue(DeliveryEngine(settings, db, client, app.state.secrets.box))
         else:
             queue = DatabaseOnlyQueue()
@@ -65,7 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.publisher.stop()
             await queue.stop()
             await app.state.rate_limiter.close()
-            await client.close()
+            if client is not None:
+                await client.close()
             await db.dispose()
 
     app = FastAPI(

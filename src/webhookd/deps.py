@@ -159,10 +159,6 @@ class Principal:
 
     tenant_id: int | None  # None for the admin
 
-    @property
-    def is_admin(self) -> bool:
-        return self.tenant_id is None
-
     def check_tenant(self, tenant_id: int) -> None:
         """Another tenant's id looks exactly like a missing one: 404, never 403."""
         if self.tenant_id is not None and self.tenant_id != tenant_id:
