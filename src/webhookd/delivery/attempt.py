@@ -66,18 +66,16 @@ class Outcome:
         return f"{self.error_kind}: {self.error_message}"
 
 
-def isoformat(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
 def build_body(job: Job) -> bytes:
+    # created_at is UTC: orjson writes it as isoformat() would, with "Z"
     return orjson.dumps(
         {
             "event_id": job.event_id,
             "event_type": job.event_type,
             "payload": job.payload,
-            "created_at": isoformat(job.created_at),
-        }
+            "created_at": job.created_at,
+        },
+        option=orjson.OPT_UTC_Z,
     )
 
 

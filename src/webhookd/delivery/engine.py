@@ -167,13 +167,14 @@ class DeliveryEngine:
         self._results.put_nowait(outcome)
 
     def _endpoint_done(self, endpoint_id: int) -> None:
-        """An attempt to this endpoint is over: if it was at its cap, claim again."""
-        count = self._by_endpoint[endpoint_id]
-        if count <= 1:
+        """An attempt to this endpoint is over. An endpoint at its cap is claimed for again
+        once half its slots are free: one claim per half-cap, not one per attempt."""
+        count = self._by_endpoint[endpoint_id] - 1
+        if count <= 0:
             del self._by_endpoint[endpoint_id]
         else:
-            self._by_endpoint[endpoint_id] = count - 1
-        if count >= self.settings.endpoint_concurrency:
+            self._by_endpoint[endpoint_id] = count
+        if count == self.settings.endpoint_concurrency // 2:
             self._wake.set()
 
     def _metrics_for(self, tenant_id: int) -> tuple[Any, Any]:
