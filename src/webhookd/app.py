@@ -27,6 +27,7 @@ from webhookd.queue.celery import CeleryQueue
 from webhookd.queue.inprocess import DatabaseOnlyQueue, InProcessQueue
 from webhookd.ratelimit import FailureThrottle, create_rate_limiter
 from webhookd.security import resolve_admin_key, resolve_server_secrets
+from webhookd.tenant.keycache import ApiKeyCache
 from webhookd.tenant.routes import router as tenant_router
 
 DESCRIPTION = """
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.admin_key = resolve_admin_key(settings)[0]
     app.state.secrets = resolve_server_secrets(settings)
     app.state.auth_throttle = FailureThrottle(settings.auth_failures_per_minute)
+    app.state.key_cache = ApiKeyCache(settings.api_key_cache_seconds)
     install_error_handlers(app)
     for router in (tenant_router, endpoint_router, event_router, dlq_router):
         app.include_router(router)
