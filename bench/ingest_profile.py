@@ -7,7 +7,8 @@ no access log): a no-database FastAPI app with the same request model (the ceili
 ~1 KB payloads) and prints requests/s, p50/p99 and server CPU per request.
 
     .venv/bin/python bench/ingest_profile.py [--db sqlite|postgresql] [--duration 10]
-        [--connections 64] [--rounds 1] [--api-workers 1] [--profile prof.svg]
+        [--connections 64] [--rounds 1] [--profile prof.svg|prof.txt]
+        [--api-workers 2 --redis redis://127.0.0.1:6379/13]  # PostgreSQL only
 
 ``--profile`` runs ``py-spy record`` on the webhookd process during the last round.
 """
@@ -163,7 +164,9 @@ async def pg_database(action: str, name: str) -> None:
         await conn.close()
 
 
-def start_webhookd(database_url: str, port: int, api_workers: int) -> subprocess.Popen[bytes]:
+def start_webhookd(
+    database_url: str, port: int, api_workers: int, redis_url: str | None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "WEBHOOKD_DATABASE_URL": database_url,
@@ -173,6 +176,7 @@ def start_webhookd(database_url: str, port: int, api_workers: int) -> subprocess
         "WEBHOOKD_ALLOW_PRIVATE_TARGETS": "true",
         "WEBHOOKD_RUN_WORKERS": "false",
         "WEBHOOKD_LOG_LEVEL": "WARNING",
+        **({"WEBHOOKD_REDIS_URL": redis_url} if redis_url else {}),
     }
     cmd = [sys.executable, "-m", "webhookd", "serve", "--port", str(port)]
     if api_workers > 1:
@@ -189,6 +193,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--api-workers", type=int, default=1)
+    parser.add_argument("--redis", help="WEBHOOKD_REDIS_URL (needed by --api-workers > 1)")
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--profile", help="py-spy flame graph of webhookd (last round)")
     parser.add_argument("--ceiling-server", type=int, help=argparse.SUPPRESS)
@@ -219,7 +224,7 @@ def main() -> None:
                 asyncio.run(pg_database("create", pg_name))
                 url = POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + pg_name
             port = free_port()
-            server = start_webhookd(url, port, args.api_workers)
+            server = start_webhookd(url, port, args.api_workers, args.redis)
             spy = None
             try:
                 api_key = create_tenant_and_endpoint(f"http://127.0.0.1:{port}", 9)
