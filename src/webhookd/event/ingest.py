@@ -71,12 +71,12 @@ class IngestFastPath:
             await self.app(scope, receive, send)
             return
         api_key, size, content_type = None, -1, None
-        for name, value in scope["headers"]:
-            if name == b"x-api-key":
+        for name, value in scope["headers"]:  # the first of each, as Starlette reads them
+            if name == b"x-api-key" and api_key is None:
                 api_key = value.decode("latin-1")
-            elif name == b"content-length" and value.isdigit():
-                size = int(value)
-            elif name == b"content-type":
+            elif name == b"content-length" and size < 0:
+                size = int(value) if value.isdigit() else 0
+            elif name == b"content-type" and content_type is None:
                 content_type = value.decode("latin-1")
         if not api_key or not content_type or not 0 < size <= self.max_body_size:
             await self.app(scope, receive, send)  # the route answers what this does not know
