@@ -63,7 +63,7 @@ async def insert_deliveries(
 # SQLite: the same inserts as plain SQL on the driver connection. SQLAlchemy's per-row
 # parameter processing (bind processors, insertmanyvalues batching) cost more than SQLite
 # itself; values go through the columns' own bind processors, so they are stored alike.
-_SQLITE_MAX_ROWS = 2000  # per statement: 9 columns x 2,000 < SQLite's 32,766 variables
+_SQLITE_MAX_ROWS = 2000  # per statement: 10 columns x 2,000 < SQLite's 32,766 variables
 _EVENT_COLUMNS = ("tenant_id", "event_id", "event_type", "payload", "created_at")
 _DELIVERY_COLUMNS = (
     "tenant_id",
@@ -73,6 +73,7 @@ _DELIVERY_COLUMNS = (
     "attempt_count",
     "cycle",
     "next_attempt_at",
+    "queue_key",
     "created_at",
     "updated_at",
 )
@@ -132,6 +133,7 @@ async def _sqlite_insert_deliveries(
             r["attempt_count"],
             r["cycle"],
             stamp(r["next_attempt_at"]),
+            r["queue_key"],
             stamp(r["created_at"]),
             stamp(r["updated_at"]),
         )
