@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import insert
@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from webhookd.db import driver_converter
 from webhookd.event.schemas import EventCreate
 from webhookd.models import Delivery, Event
 
@@ -86,11 +87,6 @@ def _sqlite_insert_sql(table: str, columns: tuple[str, ...], rows: int, suffix: 
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} {suffix}"  # noqa: S608
 
 
-def _processor(conn: AsyncConnection, column: Any) -> Callable[[Any], Any]:
-    """The column's own conversion to what the driver gets (e.g. UTC text for datetimes)."""
-    return column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect) or (lambda v: v)
-
-
 async def _sqlite_fetch(
     conn: AsyncConnection,
     table: str,
@@ -113,8 +109,8 @@ async def _sqlite_fetch(
 async def _sqlite_insert_events(
     conn: AsyncConnection, batch: Sequence[tuple[int, EventCreate]], now: dt.datetime
 ) -> list[tuple[Any, ...]]:
-    stamp = _processor(conn, Event.__table__.c.created_at)(now)
-    payload = _processor(conn, Event.__table__.c.payload)
+    stamp = driver_converter(conn, Event.__table__.c.created_at)(now)
+    payload = driver_converter(conn, Event.__table__.c.payload)
     rows = [(t, d.event_id, d.event_type, payload(d.payload), stamp) for t, d in batch]
     suffix = "ON CONFLICT (tenant_id, event_id) DO NOTHING RETURNING id, tenant_id, event_id"
     return await _sqlite_fetch(conn, "events", _EVENT_COLUMNS, rows, suffix)
@@ -123,7 +119,7 @@ async def _sqlite_insert_events(
 async def _sqlite_insert_deliveries(
     conn: AsyncConnection, rows: list[dict[str, Any]]
 ) -> list[tuple[Any, ...]]:
-    stamp = functools.cache(_processor(conn, Delivery.__table__.c.created_at))  # one `now`
+    stamp = functools.cache(driver_converter(conn, Delivery.__table__.c.created_at))  # one `now`
     values = [
         (
             r["tenant_id"],
