@@ -10,8 +10,8 @@ from typing import Any
 
 from bench.config import RunConfig
 from bench.loadgen import ingest_run
-from bench.procs import LOCALHOST, BenchError, Procs, ResourceSampler, free_port
-from bench.receiver import ReceiverClient, steady_rate
+from bench.procs import LOCALHOST, BenchError, Procs, ResourceSampler, free_port, tail
+from bench.receiver import ReceiverClient, check_signatures, steady_rate
 from bench.services import fresh_vhost
 from webhookd.config import Settings
 
@@ -38,11 +38,11 @@ def delivery_ceiling(cfg: RunConfig, receiver: ReceiverClient, *, delay: float) 
         )
         with ResourceSampler([proc.pid]) as res:
             proc.wait(timeout=300)
-    if proc.returncode != 0:
-        raise BenchError(f"delivery ceiling client failed ({proc.returncode})")
+        if proc.returncode != 0:
+            raise BenchError(f"delivery ceiling client failed ({proc.returncode}):\n{tail(proc)}")
+        client = json.loads(tail(proc, 1))
     stats = receiver.wait_for(total, timeout=30, what="delivery ceiling")
     check_signatures(stats, "delivery ceiling")
-    client = json.loads(proc.log_path.read_text().strip().splitlines()[-1])  # type: ignore[attr-defined]
     return {
         "rate": steady_rate(receiver.arrivals()["times"]),
         "client_rate": client["rate"],
@@ -106,18 +106,9 @@ def naive_peer(cfg: RunConfig, receiver: ReceiverClient, *, delay: float) -> dic
 def _in_naive_env(env: dict[str, str], action: str, *args: object) -> None:
     """Run enqueue/purge in a child with the peer's broker settings (its module reads them
     at import, as a Celery app does)."""
-    code = f"import sys; from bench import naive_celery as n; n.{action}(*{args!r})"
+    code = f"from bench import naive_celery as n; n.{action}(*{args!r})"
     with Procs() as procs:
         proc = procs.python(f"naive-{action}", ["-c", code], env)
         proc.wait(timeout=300)
         if proc.returncode != 0:
-            from bench.procs import tail
-
             raise BenchError(f"naive peer {action} failed:\n{tail(proc)}")
-
-
-def check_signatures(stats: dict[str, Any], what: str) -> None:
-    if stats["sig_failed"]:
-        raise BenchError(f"{what}: {stats['sig_failed']} bad signatures: {stats['sig_errors']}")
-    if not stats["sig_checked"]:
-        raise BenchError(f"{what}: no signature was checked")

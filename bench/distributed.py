@@ -8,11 +8,10 @@ import time
 import uuid
 from typing import Any
 
-from bench.ceilings import check_signatures
 from bench.config import RunConfig
 from bench.loadgen import ingest_run
-from bench.procs import Procs, ResourceSampler
-from bench.receiver import ReceiverClient, steady_rate
+from bench.procs import BenchError, Procs, ResourceSampler, tail
+from bench.receiver import ReceiverClient, check_signatures, steady_rate
 from bench.results import medians
 from bench.services import fresh_postgres, fresh_vhost, wait_for_service
 from bench.webhookd_proc import (
@@ -63,9 +62,13 @@ def distributed_round(cfg: RunConfig, receiver: ReceiverClient) -> dict[str, dic
             receiver.reset(delay=delay, secret=tenant.secret, sample=cfg.sample, detail=False)
             started = [start_worker(procs, env) for _ in range(workers)]
             with ResourceSampler([p.pid for p in started]) as res:
-                stats = receiver.wait_for(
-                    backlog, timeout=cfg.timeout, what=drain_name(workers, slow)
-                )
+                try:
+                    stats = receiver.wait_for(
+                        backlog, timeout=cfg.timeout, what=drain_name(workers, slow)
+                    )
+                except BenchError as exc:
+                    logs = "\n".join(tail(p, 10) for p in started)
+                    raise BenchError(f"{exc}\nworker logs:\n{logs}") from exc
             for proc in started:
                 procs.stop(proc)
             check_signatures(stats, drain_name(workers, slow))

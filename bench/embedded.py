@@ -10,11 +10,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.ceilings import check_signatures
 from bench.config import RunConfig
 from bench.loadgen import ingest_run, paced
 from bench.procs import BenchError, Procs, ResourceSampler
-from bench.receiver import ReceiverClient, steady_rate
+from bench.receiver import ReceiverClient, check_signatures, steady_rate
 from bench.webhookd_proc import (
     PENDING_SQL,
     Tenant,
@@ -111,6 +110,7 @@ def latency(cfg: RunConfig, receiver: ReceiverClient) -> dict[str, Any]:
         site.restart(workers=True)
         receiver.reset(secret=site.tenant.secret, sample=cfg.sample, detail=True)
         with ResourceSampler([site.server.pid]) as res:
+            start = time.monotonic()
             sent = paced(
                 site.server.url,
                 site.tenant.api_key,
@@ -118,6 +118,7 @@ def latency(cfg: RunConfig, receiver: ReceiverClient) -> dict[str, Any]:
                 duration=cfg.latency_seconds,
                 prefix=f"l{uuid.uuid4().hex[:6]}",
             )
+            answered = time.monotonic() - start
             stats = receiver.wait_for(len(sent), timeout=cfg.timeout, what="latency run")
     check_signatures(stats, "latency")
     arrived = receiver.arrivals()["first_arrival"]
@@ -129,6 +130,8 @@ def latency(cfg: RunConfig, receiver: ReceiverClient) -> dict[str, Any]:
     return {
         "rate": cfg.latency_rate,
         "events": len(sent),
+        # Below the offered rate when the server cannot keep up: latency is then queueing.
+        "accepted_rate": len(sent) / answered,
         "p50_ms": q[49],
         "p95_ms": q[94],
         "p99_ms": q[98],

@@ -8,6 +8,7 @@ failed or interrupted scenario never leaves a server, worker or receiver behind.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -64,8 +65,10 @@ class Procs:
     def __enter__(self) -> Procs:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.stop_all()
+        if exc_type is None:  # a failed scenario keeps its logs for a look
+            shutil.rmtree(self.logs, ignore_errors=True)
 
     def start(
         self, name: str, args: list[str], env: dict[str, str] | None = None

@@ -199,6 +199,13 @@ def steady_rate(times: list[float], trim: float = 0.05) -> float:
     return (hi - lo) / (times[hi] - times[lo]) if times[hi] > times[lo] else 0.0
 
 
+def check_signatures(stats: dict[str, Any], what: str) -> None:
+    if stats["sig_failed"]:
+        raise BenchError(f"{what}: {stats['sig_failed']} bad signatures: {stats['sig_errors']}")
+    if not stats["sig_checked"]:
+        raise BenchError(f"{what}: no signature was checked")
+
+
 def main() -> None:
     uvicorn.run(
         app,

@@ -80,10 +80,15 @@ def _figure(scenarios: dict[str, Any], name: str | None, key: str) -> float | No
 
 
 def _round_ratios(scenarios: dict[str, Any], num: str, den: str, key: str) -> list[float]:
+    """The ratio in each round where both scenarios produced the figure."""
     if num not in scenarios or den not in scenarios:
         return []
-    pairs = zip(scenarios[num]["rounds"], scenarios[den]["rounds"], strict=False)
-    return [a[key] / b[key] for a, b in pairs if b.get(key)]
+    base = {r["round"]: r.get(key) for r in scenarios[den]["rounds"]}
+    return [
+        r[key] / base[r["round"]]
+        for r in scenarios[num]["rounds"]
+        if base.get(r["round"]) and r.get(key) is not None
+    ]
 
 
 def evaluate(scenarios: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

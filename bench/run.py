@@ -20,7 +20,7 @@ from bench import ceilings, distributed, embedded
 from bench.config import RunConfig
 from bench.procs import BenchError, Procs
 from bench.receiver import ReceiverClient
-from bench.report import DEFAULT_DOC, update_doc
+from bench.report import DEFAULT_DOC, render_benchmark, update_doc
 from bench.results import DEFAULT_OUTPUT, evaluate, machine, save_section, summarise
 
 Figures = dict[str, dict[str, Any]]
@@ -133,17 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     save_section(args.output, "benchmark", data)
     if not args.no_doc:
         update_doc(args.doc, args.output)
-    print(render_summary(data))
+    print(render_benchmark(data))
     if errors:
         print(f"\n{len(errors)} scenario run(s) FAILED:", *errors, sep="\n", file=sys.stderr)
         return 1
     return 0
-
-
-def render_summary(data: dict[str, Any]) -> str:
-    from bench.report import render_benchmark
-
-    return render_benchmark(data)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench.ceilings import check_signatures
 from bench.loadgen import publish
 from bench.procs import BenchError, Procs, ResourceSampler
-from bench.receiver import ReceiverClient
+from bench.receiver import ReceiverClient, check_signatures
 from bench.report import DEFAULT_DOC, update_doc
 from bench.results import DEFAULT_OUTPUT, RSS_LIMIT_MB, machine, medians, save_section
 from bench.services import fresh_postgres
@@ -92,7 +91,7 @@ def execute(url: str, statements: list[str]) -> int:
         finally:
             conn.close()
     script = "BEGIN; " + "; ".join(statements) + "; COMMIT; ANALYZE"
-    pg(url, script)
+    pg(url, script, script=True)
     return int(pg(url, SAME_AS_REFERENCE))
 
 

@@ -98,16 +98,17 @@ def sqlite_scalar(db: Path, sql: str) -> int:
         conn.close()
 
 
-async def _pg(dsn: str, sql: str) -> Any:
+async def _pg(dsn: str, sql: str, script: bool) -> Any:
     conn = await asyncpg.connect(dsn, timeout=10)
     try:
-        return await conn.fetchval(sql)
+        return await (conn.execute(sql) if script else conn.fetchval(sql))
     finally:
         await conn.close()
 
 
-def pg(dsn: str, sql: str) -> Any:
-    return asyncio.run(_pg(dsn, sql))
+def pg(dsn: str, sql: str, *, script: bool = False) -> Any:
+    """The first value of a query, or (``script``) run several statements."""
+    return asyncio.run(_pg(dsn, sql, script))
 
 
 PENDING_SQL = "SELECT count(*) FROM deliveries WHERE status = 'pending'"
