@@ -10,7 +10,7 @@ class RunConfig:
     rounds: int = 3
     events: int = 10_000  # cap on the events of each backlog built by ingest (drain scenarios)
     ingest_seconds: float = 5.0  # and on its duration
-    drain_ingest_seconds: float = 12.0  # distributed backlogs: PostgreSQL ingest is slower
+    drain_ingest_seconds: float = 8.0  # distributed backlogs: PostgreSQL ingest is slower
     connections: int = 64  # load generator connections (wrk -c)
     ceiling_requests: int = 20_000  # POSTs of the delivery ceiling client
     naive_tasks: int = 3_000  # backlog of the naive Celery peer, instant receiver

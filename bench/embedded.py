@@ -111,7 +111,7 @@ def latency(cfg: RunConfig, receiver: ReceiverClient) -> dict[str, Any]:
         receiver.reset(secret=site.tenant.secret, sample=cfg.sample, detail=True)
         with ResourceSampler([site.server.pid]) as res:
             start = time.monotonic()
-            sent = paced(
+            sent, unanswered = paced(
                 site.server.url,
                 site.tenant.api_key,
                 rate=cfg.latency_rate,
@@ -125,17 +125,23 @@ def latency(cfg: RunConfig, receiver: ReceiverClient) -> dict[str, Any]:
     missing = [e for e in sent if e not in arrived]
     if missing:
         raise BenchError(f"latency: {len(missing)} accepted events never arrived: {missing[:3]}")
-    lat = sorted((arrived[e] - t) * 1000 for e, t in sent.items())
+    lat = sorted((arrived[e] - t) * 1000 for e, (t, _) in sent.items())
     q = statistics.quantiles(lat, n=100)
+    # Where the time goes: waiting for the 202 (publish), then from the 202 to the receiver.
+    publish_ms = statistics.median((a - t) * 1000 for t, a in sent.values())
+    after_ms = statistics.median((arrived[e] - a) * 1000 for e, (_, a) in sent.items())
     return {
         "rate": cfg.latency_rate,
         "events": len(sent),
         # Below the offered rate when the server cannot keep up: latency is then queueing.
         "accepted_rate": len(sent) / answered,
+        "unanswered": unanswered,  # no answer within 2 minutes: the server was overloaded
         "p50_ms": q[49],
         "p95_ms": q[94],
         "p99_ms": q[98],
         "max_ms": lat[-1],
+        "publish_p50_ms": publish_ms,
+        "after_202_p50_ms": after_ms,
         "duplicates": stats["duplicates"],
         "resources": res.result(),
     }

@@ -45,7 +45,16 @@ COLUMNS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         "embedded mixed: publishing while delivering",
         [("events_in", "events/s in", ",.0f"), ("deliveries_out", "deliveries/s out", ",.0f")],
     ),
-    "embedded.latency": ("embedded publish → receipt at 500 events/s", [P50, P95, P99]),
+    "embedded.latency": (
+        "embedded publish → receipt at 500 events/s",
+        [
+            P50,
+            P95,
+            P99,
+            ("accepted_rate", "events/s accepted", ",.0f"),
+            ("after_202_p50_ms", "ms p50 from the 202 to the receiver", ".1f"),
+        ],
+    ),
     "distributed.ingest": ("PostgreSQL ingest (API + Redis + broker)", _ingest("events/s")),
     "distributed.drain_1w": ("distributed drain, 1 worker, instant", [DELIVERIES]),
     "distributed.drain_2w": ("distributed drain, 2 workers, instant", [DELIVERIES]),
