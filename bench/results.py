@@ -171,11 +171,8 @@ def _tool_version(name: str) -> str:
         done = subprocess.run([name, "-v"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "not installed"
-    return (
-        (done.stdout or done.stderr).strip().splitlines()[0][:80]
-        if done.stdout or done.stderr
-        else "?"
-    )
+    words = (done.stdout or done.stderr).split()  # "wrk debian/4.1.0-3+b2 [epoll] …"
+    return words[1] if len(words) > 1 and words[0] == name else " ".join(words[:2]) or "?"
 
 
 def _git(*args: str) -> str:

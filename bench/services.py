@@ -58,5 +58,6 @@ def fresh_vhost() -> Iterator[str]:
     finally:
         try:
             _rabbitmqctl("delete_vhost", name)
-        except (subprocess.SubprocessError, OSError):
-            pass  # RabbitMQ stopped by a drill meanwhile: nothing left to clean but the name
+        except (subprocess.SubprocessError, OSError):  # RabbitMQ stopped by a drill meanwhile
+            wait_for_service("RabbitMQ", 5672, timeout=60)
+            _rabbitmqctl("delete_vhost", name)
