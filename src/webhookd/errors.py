@@ -5,6 +5,7 @@ Shape: ``{"error": {"code", "message", "fields": [{"field", "location", "message
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -98,7 +100,8 @@ _ERROR_DESCRIPTIONS = {
     422: "Invalid path, query or body; `fields` names the culprits (validation_error)",
     429: "Too many requests: over the tenant's rate limit (rate_limited) or too many failed "
     "authentications from this address (auth_throttled); see Retry-After",
-    503: "Not ready (not_ready)",
+    503: "The database is unavailable, e.g. restarting (database_unavailable; see "
+    "Retry-After), or, from /ready, not ready (not_ready)",
 }
 _RETRY_AFTER = {
     "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
@@ -110,7 +113,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     responses: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         entry: dict[str, Any] = {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[status]}
-        if status == 429:
+        if status in (429, 503):
             entry["headers"] = _RETRY_AFTER
         responses[status] = entry
     return responses
@@ -180,7 +183,60 @@ async def _http_error(_request: Request, exc: Exception) -> ORJSONResponse:
     )
 
 
+# SQLSTATE classes of a database that is unreachable or restarting: connection exceptions
+# (08xxx), admin/crash shutdown and "cannot connect now" (57P01-03), too many connections.
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached right now (down, restarting,
+    refusing connections, SQLite locked past its busy timeout), as opposed to a bug."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, ConnectionError | TimeoutError):
+            return True
+        state = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        if isinstance(current, sqlite3.OperationalError) and "locked" in str(current):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
+def log_failure(logger: Any, event: str, exc: BaseException, **context: Any) -> None:
+    """An outage is a warning without a traceback (it repeats while it lasts); anything
+    else is logged with its traceback."""
+    if database_unavailable(exc):
+        logger.warning(event, database_unavailable=True, error=type(exc).__name__, **context)
+    else:
+        logger.exception(event, **context)
+
+
+def unavailable_response(exc: BaseException) -> ORJSONResponse:
+    log.warning("request.database_unavailable", error=type(exc).__name__)
+    return ORJSONResponse(
+        error_body("database_unavailable", "the database is unavailable; retry shortly"),
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _database_error(request: Request, exc: Exception) -> ORJSONResponse:
+    """A database outage is a 503 with Retry-After, logged once, without a traceback; any
+    other database error is a bug (500)."""
+    if database_unavailable(exc):
+        return unavailable_response(exc)
+    return await _unhandled(request, exc)
+
+
 async def _unhandled(request: Request, exc: Exception) -> ORJSONResponse:
+    if database_unavailable(exc):
+        return unavailable_response(exc)
     log.exception("request.unhandled_error", path=request.url.path, method=request.method)
     return ORJSONResponse(error_body("internal_error", "internal server error"), status_code=500)
 
@@ -189,4 +245,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(ConnectionError, _database_error)
     app.add_exception_handler(Exception, _unhandled)

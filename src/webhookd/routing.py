@@ -24,9 +24,10 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 def api_error_responses(path: str, methods: set[str] | list[str] | None) -> dict[int | str, Any]:
     """The errors an API route can answer: every API route authenticates (401, and 429 once
     an address failed too often) and validates its input (422); one with path parameters
-    answers 404 for unknown (or other tenants') ids; one that takes a body answers 413 and 415.
+    answers 404 for unknown (or other tenants') ids; one that takes a body answers 413 and 415;
+    any answers 503 while the database is unreachable.
     """
-    statuses = [401, 422, 429]
+    statuses = [401, 422, 429, 503]
     if "{" in path:
         statuses.append(404)
     if BODY_METHODS & {m.upper() for m in methods or ()}:

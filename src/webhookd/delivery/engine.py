@@ -30,6 +30,7 @@ from webhookd.config import Settings
 from webhookd.db import Database, utcnow
 from webhookd.delivery import repository
 from webhookd.delivery.attempt import Job, Outcome, perform_attempt
+from webhookd.errors import log_failure
 from webhookd.models import DeliveryStatus
 from webhookd.security import SecretBox
 
@@ -128,8 +129,8 @@ class DeliveryEngine:
             self._wake.clear()
             try:
                 jobs = await self._claim(want)
-            except Exception:
-                log.exception("engine.claim_failed")
+            except Exception as exc:
+                log_failure(log, "engine.claim_failed", exc)
                 jobs = []
                 await asyncio.sleep(self.settings.poll_interval)
             for job in jobs:
@@ -211,9 +212,9 @@ class DeliveryEngine:
                 batch.append(self._results.get_nowait())
             try:
                 await self._record(batch)
-            except Exception:
+            except Exception as exc:
                 # The rows keep their lease and become due again when it expires.
-                log.exception("engine.record_failed", count=len(batch))
+                log_failure(log, "engine.record_failed", exc, count=len(batch))
             finally:
                 for _ in batch:
                     self._results.task_done()

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from webhookd.db import Database
-from webhookd.errors import Unauthorized
+from webhookd.errors import Unauthorized, log_failure
 from webhookd.event.schemas import EventCreate
 from webhookd.event.service import Published, publish_events
 from webhookd.models import Tenant
@@ -85,7 +85,7 @@ class PublishBatcher:
 
     def _fail(self, batch: list[Request], exc: Exception) -> None:
         if not isinstance(exc, TenantGone):
-            log.exception("publish.batch_failed", size=len(batch))
+            log_failure(log, "publish.batch_failed", exc, size=len(batch))
         for *_, answer in batch:
             if not answer.done():
                 answer.set_exception(exc)

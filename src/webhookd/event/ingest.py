@@ -23,7 +23,12 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from webhookd import metrics
-from webhookd.errors import AppError, app_error_response
+from webhookd.errors import (
+    AppError,
+    app_error_response,
+    database_unavailable,
+    unavailable_response,
+)
 from webhookd.event.batcher import TenantGone
 from webhookd.event.schemas import EventCreate
 from webhookd.routing import is_json
@@ -93,6 +98,11 @@ class IngestFastPath:
             status, content, headers = await accept(scope["app"].state, tenant, data)
         except AppError as exc:
             await app_error_response(exc)(scope, receive, send)
+            return
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise  # a bug: the app's 500 handler
+            await unavailable_response(exc)(scope, receive, send)
             return
         raw = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(content))]
         raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
