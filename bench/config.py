@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 @dataclass
 class RunConfig:
     rounds: int = 3
-    events: int = 10_000  # cap on the events of each backlog built by ingest (drain scenarios)
+    events: int = 10_000  # cap on the events of the fan-out backlog (x endpoints deliveries)
     ingest_seconds: float = 5.0  # and on its duration
     drain_ingest_seconds: float = 8.0  # distributed backlogs: PostgreSQL ingest is slower
     connections: int = 64  # load generator connections (wrk -c)

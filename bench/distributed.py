@@ -52,7 +52,6 @@ def distributed_round(cfg: RunConfig, receiver: ReceiverClient) -> dict[str, dic
                     cfg,
                     server.url,
                     tenant.api_key,
-                    max_events=cfg.events,
                     duration=cfg.drain_ingest_seconds,
                 )
             ingests.append({**result.as_dict(), "resources": res.result()})

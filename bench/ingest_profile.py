@@ -6,7 +6,7 @@ no access log): a no-database FastAPI app with the same request model (the ceili
 (rate limit out of reach) and one endpoint; loads each with ``wrk`` (unique event ids,
 ~1 KB payloads) and prints requests/s, p50/p99 and server CPU per request.
 
-    .venv/bin/python bench/ingest_profile.py [--db sqlite|postgresql] [--duration 10]
+    .venv/bin/python -m bench.ingest_profile [--db sqlite|postgresql] [--duration 10]
         [--connections 64] [--rounds 1] [--profile prof.svg|prof.txt]
         [--api-workers 2 --redis redis://127.0.0.1:6379/13]  # PostgreSQL only
 
@@ -29,11 +29,18 @@ import uuid
 from pathlib import Path
 
 import psutil
-from embedded import ADMIN, create_tenant_and_endpoint, wait_ready  # bench/ is on sys.path
 
+from bench.procs import http_ok, wait_until
+from bench.webhookd_proc import ADMIN_KEY as ADMIN
+from bench.webhookd_proc import create_tenant
 from webhookd.event.schemas import EventCreate
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def wait_ready(url: str) -> None:
+    wait_until(lambda: http_ok(url), timeout=60, what=url)
+
 
 WRK_SCRIPT = r"""
 local counter = 0
@@ -210,7 +217,7 @@ def main() -> None:
             port = free_port()
             if not args.no_ceiling:
                 ceiling = subprocess.Popen(
-                    [sys.executable, __file__, "--ceiling-server", str(port)]
+                    [sys.executable, "-m", "bench.ingest_profile", "--ceiling-server", str(port)]
                 )
                 try:
                     wait_ready(f"http://127.0.0.1:{port}/health")
@@ -227,7 +234,9 @@ def main() -> None:
             server = start_webhookd(url, port, args.api_workers, args.redis)
             spy = None
             try:
-                api_key = create_tenant_and_endpoint(f"http://127.0.0.1:{port}", 9)
+                api_key = create_tenant(
+                    f"http://127.0.0.1:{port}", ["http://127.0.0.1:9/hook"]
+                ).api_key
                 if args.profile and round_ == args.rounds - 1:
                     spy = subprocess.Popen(
                         [

@@ -38,8 +38,8 @@ def _embedded_drain_slow(cfg: RunConfig, rx: ReceiverClient) -> Figures:
 
 
 def _fanout(cfg: RunConfig, rx: ReceiverClient) -> Figures:
-    ingest, drain = embedded.ingest_and_drain(cfg, rx, endpoints=cfg.fanout)
-    return {"embedded.fanout": {**drain, "ingest_rate": ingest["rate"]}}
+    _, drain = embedded.ingest_and_drain(cfg, rx, endpoints=cfg.fanout)
+    return {"embedded.fanout": drain}  # its ingest ran under a cap: no rate to report
 
 
 STEPS: dict[str, Step] = {
