@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format migrate receiver clean
+.PHONY: run test lint format migrate receiver drills clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("webhookd needs Python 3.11+") if sys.version_info < (3, 11) else None'
@@ -32,6 +32,9 @@ migrate: $(STAMP)
 
 receiver: $(STAMP)  ## a local receiver that prints webhooks and checks their signatures
 	$(BIN)/webhookd receiver --port $${RECEIVER_PORT:-9000}
+
+drills: $(STAMP)  ## fault drills (docs/RELIABILITY.md): minutes; stop and start RabbitMQ and PostgreSQL
+	$(BIN)/python bench/drills/run.py $(if $(ONLY),--only $(ONLY)) $(if $(FLOOD),--flood $(FLOOD))
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,250 @@
+"""Drills 7-8: one slow endpoint, or one flooding tenant, must not hold back the others.
+
+Both run embedded (``webhookd serve`` on SQLite, in-process engine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sqlite3
+import statistics
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import orjson
+from ledger import Ledger, Receipts, outcome, wait_for
+from stack import DB, Receiver, Server, sqlite_env, started
+from traffic import EVENT_TYPE, PAYLOAD, Publisher, Tenant, create_tenant
+
+FAST = ["/f1", "/f2", "/f3", "/f4"]
+SLOW_DELAY = 10.0  # the slow endpoint answers after this long (= webhookd's request timeout)
+SETTLE = 300.0
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    if len(values) < 2:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
+    q = statistics.quantiles(values, n=100)
+    return {
+        "p50_ms": round(q[49] * 1000, 1),
+        "p99_ms": round(q[98] * 1000, 1),
+        "max_ms": round(max(values) * 1000, 1),
+    }
+
+
+def _server_without_engine(stop: ExitStack, logs: Path) -> Server:
+    """``webhookd serve`` on SQLite with its engine off (to publish a backlog first); set
+    WEBHOOKD_RUN_WORKERS to true in its env and restart it to deliver."""
+    env = {**sqlite_env(logs / "webhookd.db"), "WEBHOOKD_RUN_WORKERS": "false"}
+    return started(stop, Server("serve", env, logs))
+
+
+async def _head_of_line_run(logs: Path, events: int, slow: bool) -> dict[str, object]:
+    """One variant: a backlog of ``events`` x (4 fast [+ 1 slow]) deliveries drained, then a
+    steady 20 events/s for 15 s; figures for the fast endpoints only."""
+    logs.mkdir()
+    paths = (["/slow"] if slow else []) + FAST
+    with ExitStack() as stop:
+        plan = orjson.dumps({"/slow": {"delay": SLOW_DELAY}}).decode()
+        receiver = started(stop, Receiver(logs, plan))
+        server = _server_without_engine(stop, logs)
+        tenant = create_tenant(server.url, "hol", receiver.port, paths)
+        publisher = Publisher([server.url], tenant.api_key)
+        await publisher.run((f"bk_{n}" for n in range(events)), concurrency=20)  # the backlog
+        server.stop()
+        server.env["WEBHOOKD_RUN_WORKERS"] = "true"
+        receipts = Receipts(receiver.receipts)
+        ledger = Ledger(receipts, server.env[DB], set(), [tenant])
+        engine_on = time.time()
+        await asyncio.to_thread(server.start)
+        backlog = events * len(FAST)
+
+        def fast_done() -> bool:
+            return sum(1 for r in receipts.ok() if r["p"] != "/slow") >= backlog
+
+        try:
+            await asyncio.to_thread(wait_for, fast_done, "fast backlog delivered", 600)
+        except TimeoutError:
+            pass  # measured below as it stands
+        fast = sorted(r["t"] for r in receipts.ok() if r["p"] != "/slow")
+        elapsed = (fast[-1] - fast[0]) if len(fast) > 1 else float("inf")
+        drain_rate = len(fast) / elapsed if elapsed else 0.0
+        steady = Publisher([server.url], tenant.api_key)
+        await steady.run_at((f"st_{n}" for n in range(300)), rate=20)
+        await asyncio.to_thread(
+            wait_for,
+            lambda: (
+                sum(1 for r in receipts.ok() if r["ev"].startswith("st_") and r["p"] != "/slow")
+                >= 300 * len(FAST)
+            ),
+            "steady-phase fast deliveries",
+            300,
+        )
+        latencies = [
+            r["t"] - steady.sent_at[r["ev"]]
+            for r in receipts.ok()
+            if r["ev"].startswith("st_") and r["p"] != "/slow"
+        ]
+        slow_received = sum(1 for r in receipts.refresh() if r["p"] == "/slow")
+        receiver.set_plan({})  # the slow endpoint recovers: everything must now drain
+        publisher.accepted.update(steady.accepted)
+        ledger.expected = {(e, p) for e in publisher.accepted for p in paths}
+        settled = await asyncio.to_thread(ledger.wait_settled, SETTLE)
+        result = outcome(
+            "head-of-line" + ("" if slow else " baseline"),
+            ledger,
+            server.url,
+            settled=settled,
+            publisher=publisher.summary(),
+            figures={
+                "fast_backlog_deliveries": len(fast),
+                "fast_drain_per_s": round(drain_rate, 1),
+                "fast_drain_seconds": round(elapsed, 1),
+                "first_fast_after_start_s": round(fast[0] - engine_on, 1) if fast else None,
+                "steady_fast_latency": _quantiles(latencies),
+                "slow_requests_received": slow_received,
+            },
+        )
+        return result
+
+
+async def head_of_line(logs: Path, events: int = 2000) -> dict[str, object]:
+    """The fast endpoints' drain rate with one endpoint answering after 10 s, against a
+    baseline without it; passes if the slowdown is at most 20 %."""
+    baseline = await _head_of_line_run(logs / "baseline", events, slow=False)
+    with_slow = await _head_of_line_run(logs / "with-slow", events, slow=True)
+    base_rate = baseline["figures"]["fast_drain_per_s"]  # type: ignore[index]
+    slow_rate = with_slow["figures"]["fast_drain_per_s"]  # type: ignore[index]
+    slowdown = 1 - slow_rate / base_rate if base_rate else 1.0
+    with_slow["figures"]["baseline"] = baseline["figures"]  # type: ignore[index]
+    with_slow["figures"]["slowdown_pct"] = round(100 * slowdown, 1)  # type: ignore[index]
+    with_slow["drill"] = "head-of-line"
+    failures = list(with_slow["failures"]) + [  # type: ignore[call-overload]
+        f"baseline: {f}"
+        for f in baseline["failures"]  # type: ignore[attr-defined]
+    ]
+    if slowdown > 0.20:
+        failures.append(
+            f"fast endpoints {100 * slowdown:.0f} % slower with the slow endpoint "
+            f"({slow_rate:.0f}/s vs {base_rate:.0f}/s baseline; limit 20 %)"
+        )
+    with_slow["failures"] = failures
+    with_slow["passed"] = not failures
+    return with_slow
+
+
+# -- tenant fairness -------------------------------------------------------------------------
+
+PROBE = "a_probe"
+
+
+def _preload(db: Path, tenant: Tenant, flood: int) -> float:
+    """Write tenant A's flood straight into SQLite exactly as the publish path writes it
+    (event_service.publish_events: one events row, one pending delivery per subscribed
+    endpoint, next_attempt_at = created_at = now). Checked against a row the API wrote."""
+    start = time.monotonic()
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    payload = orjson.dumps({"pad": PAYLOAD}).decode()
+    (endpoint_id,) = tenant.endpoints
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        with conn:
+            first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM events").fetchone()[0]
+            conn.executemany(
+                "INSERT INTO events (id, tenant_id, event_id, event_type, payload, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                ((first + n, tenant.id, f"a_{n}", EVENT_TYPE, payload, now) for n in range(flood)),
+            )
+            conn.executemany(
+                "INSERT INTO deliveries (tenant_id, event_id, endpoint_id, status, attempt_count,"
+                " cycle, next_attempt_at, created_at, updated_at)"
+                " VALUES (?, ?, ?, 'pending', 0, 1, ?, ?, ?)",
+                ((tenant.id, first + n, endpoint_id, now, now, now) for n in range(flood)),
+            )
+        _check_like_api(conn)
+    finally:
+        conn.close()
+    return time.monotonic() - start
+
+
+def _check_like_api(conn: sqlite3.Connection) -> None:
+    """The preloaded rows have the storage types and lengths of the API's probe row."""
+    for table, rows_of in (("events", "t"), ("deliveries", "t JOIN events e ON e.id = t.event_id")):
+        key = "t.event_id" if table == "events" else "e.event_id"
+        columns = [
+            r[1]
+            for r in conn.execute(f"PRAGMA table_info({table})")
+            if r[1] not in ("id", "event_id")
+        ]
+        shape = ", ".join(f"typeof(t.{c}) || ':' || coalesce(length(t.{c}), '')" for c in columns)
+        sql = f"SELECT {shape} FROM {table} {rows_of} WHERE {key} IN (?, 'a_0')"
+        rows = conn.execute(sql, (PROBE,)).fetchall()
+        if len(rows) != 2 or rows[0] != rows[1]:
+            raise AssertionError(f"preloaded {table} rows differ from the API's: {rows}")
+
+
+async def tenant_fairness(logs: Path, flood: int = 100_000) -> dict[str, object]:
+    """Tenant A's backlog of ``flood`` events (preloaded) plus A publishing more through
+    the API as fast as it can, while tenant B publishes one event per second; B's
+    publish -> receipt delay must stay <= 5 s."""
+    with ExitStack() as stop:
+        receiver = started(stop, Receiver(logs))
+        server = _server_without_engine(stop, logs)
+        db = logs / "webhookd.db"
+        tenant_a = create_tenant(server.url, "flooder", receiver.port, ["/a"])
+        tenant_b = create_tenant(server.url, "quiet", receiver.port, ["/b"])
+        pub_a = Publisher([server.url], tenant_a.api_key)
+        await pub_a.run([PROBE], concurrency=1)
+        server.stop()
+        preload_s = await asyncio.to_thread(_preload, db, tenant_a, flood)
+        pub_a.accepted.update({f"a_{n}": time.time() for n in range(flood)})
+        server.env["WEBHOOKD_RUN_WORKERS"] = "true"
+        await asyncio.to_thread(server.start)
+        engine_on = time.time()
+        receipts = Receipts(receiver.receipts)
+        pub_b = Publisher([server.url], tenant_b.api_key)
+        a_more = asyncio.create_task(pub_a.run((f"a_api_{n}" for n in range(5000)), 10))
+        b_tasks: list[asyncio.Task[None]] = []
+        async with pub_b.session() as session:
+            # One B event a second until A's backlog is delivered (30 s at least, 10 min at most).
+            for n in range(600):
+                a_backlog_done = len(receipts.ok("/a")) >= flood + 1
+                if a_backlog_done and n >= 30 and a_more.done():
+                    break
+                await asyncio.sleep(max(0.0, engine_on + n - time.time()))
+                b_tasks.append(asyncio.create_task(pub_b.publish(session, f"b_{n}")))
+            await asyncio.gather(*b_tasks)
+        await a_more
+        ledger = Ledger(receipts, server.env[DB], set(), [tenant_a, tenant_b])
+        await asyncio.to_thread(
+            wait_for,
+            lambda: {e for e, p in receipts.delivered() if p == "/b"} >= set(pub_b.accepted),
+            "tenant B's events delivered",
+            SETTLE,
+        )
+        ok_b = {r["ev"]: r["t"] for r in reversed(receipts.ok("/b"))}  # first receipt
+        delays = [ok_b[e] - pub_b.sent_at[e] for e in pub_b.accepted if e in ok_b]
+        a_times = sorted(r["t"] for r in receipts.ok("/a"))
+        ledger.expected = {(e, "/a") for e in pub_a.accepted} | {(e, "/b") for e in pub_b.accepted}
+        settled = await asyncio.to_thread(ledger.wait_settled, SETTLE)
+        worst = max(delays, default=float("inf"))
+        publisher = pub_a.summary()
+        publisher["accepted"] = len(pub_a.accepted) + len(pub_b.accepted)
+        return outcome(
+            "tenant-fairness",
+            ledger,
+            server.url,
+            settled=settled,
+            publisher=publisher,
+            figures={
+                "flood_events": flood,
+                "flood_preload": f"direct SQL, {preload_s:.1f} s",
+                "a_published_via_api_during_run": len(pub_a.accepted) - flood - 1,
+                "a_drain_seconds": round(a_times[-1] - engine_on, 1) if a_times else None,
+                "b_events": len(delays),
+                "b_delay": _quantiles(delays),
+            },
+            condition=(worst <= 5.0, f"tenant B waited up to {worst:.1f} s (limit 5 s)"),
+        )
