@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import stack
-from ledger import Ledger, Receipts, outcome, wait_for
+from ledger import Ledger, Receipts, latency_ms, outcome, wait_for
 from stack import DB, DistributedServices, Receiver, Server, Worker, sqlite_env, started
 from traffic import Publisher, create_tenant
 
@@ -40,9 +41,11 @@ def _tenant(
 async def _finish(
     name: str, ledger: Ledger, api: str, publisher: Publisher, figures: dict[str, object]
 ) -> dict[str, object]:
-    """Wait until nothing is live any more, then count."""
+    """Wait until nothing is live any more, then count. Adds the publish -> receipt
+    latency of all events (the max shows what the fault cost the unluckiest one)."""
     ledger.expected = _expected(publisher, ["/hook"])
     settled = await asyncio.to_thread(ledger.wait_settled, SETTLE)
+    figures["latency"] = latency_ms(ledger.receipts, publisher.sent_at, 0, float("inf"))
     return outcome(
         name, ledger, api, settled=settled, publisher=publisher.summary(), figures=figures
     )
@@ -80,7 +83,10 @@ async def embedded_sigkill(logs: Path, events: int = 3000) -> dict[str, object]:
             down.append(time.monotonic() - killed)
 
         before = await _kill_mid_run(publisher, ledger, events, kill_and_restart)
-        figures = {"received_before_kill": before, "down_seconds": round(down[0], 1)}
+        figures: dict[str, object] = {
+            "received_before_kill": before,
+            "down_seconds": round(down[0], 1),
+        }
         return await _finish("embedded-sigkill", ledger, server.url, publisher, figures)
 
 
@@ -111,7 +117,7 @@ async def worker_sigkill(logs: Path, events: int = 3000) -> dict[str, object]:
         dist = Distributed(stop, logs)
         publisher, ledger = _tenant(receiver, [dist.url], dist.db_url, "workerkill")
         before = await _kill_mid_run(publisher, ledger, events, dist.workers[0].kill)
-        figures = {"received_before_kill": before}
+        figures: dict[str, object] = {"received_before_kill": before}
         return await _finish("worker-sigkill", ledger, dist.url, publisher, figures)
 
 
@@ -163,14 +169,21 @@ async def rabbitmq_outage(logs: Path, events: int = 4000, outage: float = 20.0) 
         publisher, ledger = _tenant(receiver, [dist.url], dist.db_url, "rabbit")
         fault = _outage(stack.rabbitmq_stop, stack.rabbitmq_start, outage)
         down, up = await _steady_with_fault(publisher, events, 100, 10, fault)
-        figures = {
+        figures: dict[str, object] = {
             "broker_down_seconds": round(up - down, 1),
             "accepted_while_broker_down": _accepted_between(publisher, down, up),
             "delivered_while_broker_down": sum(
                 1 for r in ledger.receipts.ok() if down <= r["t"] <= up
             ),
         }
-        return await _finish("rabbitmq-outage", ledger, dist.url, publisher, figures)
+        result = await _finish("rabbitmq-outage", ledger, dist.url, publisher, figures)
+        # Latency tells whether deliveries came through the broker (ms) or only from the
+        # workers' database sweep (up to WEBHOOKD_POLL_INTERVAL, 1 s) in each phase.
+        sent, receipts = publisher.sent_at, ledger.receipts
+        figures["latency_before"] = latency_ms(receipts, sent, 0, down)
+        figures["latency_broker_down"] = latency_ms(receipts, sent, down, up)
+        figures["latency_after"] = latency_ms(receipts, sent, up + 5, float("inf"))
+        return result
 
 
 async def postgres_restart(logs: Path, events: int = 3000) -> dict[str, object]:
@@ -186,7 +199,7 @@ async def postgres_restart(logs: Path, events: int = 3000) -> dict[str, object]:
             return began, time.time()
 
         began, ended = await _steady_with_fault(publisher, events, 100, 10, restart)
-        figures = {"restart_seconds": round(ended - began, 1)}
+        figures: dict[str, object] = {"restart_seconds": round(ended - began, 1)}
         return await _finish("postgres-restart", ledger, dist.url, publisher, figures)
 
 
@@ -208,19 +221,25 @@ async def api_restart(logs: Path) -> dict[str, object]:
         done = asyncio.Event()
         publishing = asyncio.create_task(publisher.run_at(_ids_until("evt", done), 100))
         api1, api2 = dist.apis
-        downtimes = {}
+        restarts: dict[str, object] = {}
         for n, (api, signal) in enumerate(
             ((api1, "SIGTERM"), (api2, "SIGTERM"), (api1, "SIGKILL"))
         ):
             await asyncio.sleep(5)
+            failures_before = Counter(publisher.failures)
             began = time.monotonic()
             await asyncio.to_thread(api.stop if signal == "SIGTERM" else api.kill)
+            stopped = time.monotonic()
             await asyncio.to_thread(api.start)
-            downtimes[f"{n + 1}: {api.name} {signal}"] = round(time.monotonic() - began, 1)
+            restarts[f"{n + 1}: {api.name} {signal}"] = {
+                "stop_s": round(stopped - began, 1),
+                "start_s": round(time.monotonic() - stopped, 1),
+                "publish_failures": dict(Counter(publisher.failures) - failures_before),
+            }
         await asyncio.sleep(5)
         done.set()
         await publishing
-        figures = {"restart_seconds": downtimes}
+        figures: dict[str, object] = {"restarts": restarts}
         return await _finish("api-restart", ledger, dist.url, publisher, figures)
 
 
@@ -233,14 +252,12 @@ async def receiver_outage(logs: Path, events: int = 3000, outage: float = 30.0) 
         publisher, ledger = _tenant(receiver, [server.url], server.env[DB], "outage")
         fault = _outage(receiver.stop, receiver.start, outage)
         down, up = await _steady_with_fault(publisher, events, 50, 10, fault)
-        result = await _finish("receiver-outage", ledger, server.url, publisher, {})
+        figures: dict[str, object] = {"receiver_down_seconds": round(up - down, 1)}
+        result = await _finish("receiver-outage", ledger, server.url, publisher, figures)
         attempts = [r["a"] for r in ledger.receipts.ok()]
-        result["figures"] = {
-            "receiver_down_seconds": round(up - down, 1),
-            "delivered_after_retries": sum(1 for a in attempts if a > 1),
-            "max_attempt": max(attempts, default=0),
-            "retry_policy": "base 1 s, max 32 s, 7 attempts (the defaults)",
-        }
+        figures["delivered_after_retries"] = sum(1 for a in attempts if a > 1)
+        figures["max_attempt"] = max(attempts, default=0)
+        figures["retry_policy"] = "base 1 s, max 32 s, 7 attempts (the defaults)"
         if result["dlq"]:  # nothing should be dead-lettered: the retries outlast the outage
             result["passed"] = False
             result["failures"].append(f"{result['dlq']} deliveries dead-lettered")  # type: ignore[union-attr]

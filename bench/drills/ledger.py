@@ -145,6 +145,23 @@ class Ledger:
         }
 
 
+def latency_ms(
+    receipts: Receipts, sent_at: dict[str, float], since: float, until: float
+) -> dict[str, float | int]:
+    """Publish -> first 2xx receipt of the events first sent in [since, until): p50, max."""
+    first: dict[str, float] = {}
+    for r in receipts.ok():
+        first.setdefault(r["ev"], r["t"])
+    delays = sorted(first[e] - t for e, t in sent_at.items() if since <= t < until and e in first)
+    if not delays:
+        return {"events": 0}
+    return {
+        "events": len(delays),
+        "p50_ms": round(delays[len(delays) // 2] * 1000, 1),
+        "max_ms": round(delays[-1] * 1000, 1),
+    }
+
+
 def wait_for(check: Callable[[], bool], what: str, timeout: float) -> None:
     """Poll ``check()`` (bounded) until true; fail the drill naming ``what``."""
     deadline = time.monotonic() + timeout
