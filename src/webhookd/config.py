@@ -53,6 +53,9 @@ class Settings(BaseSettings):
 
     # Delivery engine
     delivery_concurrency: int = Field(default=200, ge=1, le=10_000)
+    # At most this many attempts in flight to one endpoint per process, so that a slow
+    # endpoint holds a few slots, never the whole engine (head-of-line isolation).
+    endpoint_concurrency: int = Field(default=50, ge=1, le=10_000)
     claim_batch_size: int = Field(default=100, ge=1, le=5_000)
     lease_seconds: float = Field(default=60.0, gt=0)
     poll_interval: float = Field(default=1.0, gt=0)
@@ -65,7 +68,7 @@ class Settings(BaseSettings):
     run_workers: bool = True
 
     # Distributed workers (Celery on RabbitMQ, used when broker_url is set)
-    worker_concurrency: int = Field(default=64, ge=1, le=1000)
+    worker_concurrency: int = Field(default=2, ge=1, le=1000)
     worker_queue: str = "webhookd.deliveries"
     metrics_port: int = Field(default=9101, ge=0, le=65535)
     db_pool_size: int = Field(default=20, ge=1, le=500)

@@ -90,6 +90,17 @@ class Delivery(Base):
             sqlite_where=text("next_attempt_at IS NOT NULL"),
             postgresql_where=text("next_attempt_at IS NOT NULL"),
         ),
+        # The claim order: live rows by queue_key (fair across tenants, see
+        # delivery/fairness.py), with the columns the claim filters on, so that skipping
+        # leased rows and saturated endpoints never reads the table.
+        Index(
+            "ix_deliveries_queue",
+            "queue_key",
+            "next_attempt_at",
+            "endpoint_id",
+            sqlite_where=text("next_attempt_at IS NOT NULL"),
+            postgresql_where=text("next_attempt_at IS NOT NULL"),
+        ),
         Index("ix_deliveries_event_id", "event_id"),
     )
 
@@ -103,6 +114,8 @@ class Delivery(Base):
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     cycle: Mapped[int] = mapped_column(Integer, default=1)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Position in the claim order, in microseconds (see delivery/fairness.py).
+    queue_key: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -1,12 +1,12 @@
 """Celery workers: ``webhookd worker``, or ``celery -A webhookd.worker worker`` as in the brief.
 
 A worker process runs one asyncio loop in a background thread with the same delivery engine
-as the embedded mode (pooled aiohttp client, batched writer, and a dispatcher that sweeps
-the database for due rows: retries, expired leases, and deliveries whose broker message
-never arrived). Celery's thread pool consumes ``webhookd.deliver`` tasks from RabbitMQ; each
-task hands its delivery ids to the engine and returns once their outcomes are written, so
-the message is acknowledged late: a worker killed mid-delivery gets its messages redelivered,
-and its leased rows fall due again when the lease expires.
+as the embedded mode: pooled aiohttp client, batched writer, and a dispatcher that claims due
+rows from the database in fair order with per-endpoint caps (retries, expired leases and
+new deliveries alike). The database is the queue; a ``webhookd.deliver`` message from
+RabbitMQ only wakes a worker's dispatcher at once instead of at its next poll. A lost
+message costs at most ``poll_interval`` of latency; a worker killed mid-delivery leaves
+leased rows that fall due again when the lease expires.
 """
 
 from __future__ import annotations
@@ -113,10 +113,12 @@ def runtime() -> WorkerRuntime:
 
 @app.task(name="webhookd.deliver")
 def deliver(delivery_ids: list[int]) -> int:
-    """Deliver these deliveries (those still due); returns how many were attempted here."""
+    """New deliveries are due: wake the dispatcher, which claims them (and whatever else is
+    due first in fair order) as slots allow. Returns how many ids the message announced."""
     rt = runtime()
     assert rt.engine is not None
-    return rt.call(rt.engine.deliver_now(delivery_ids), timeout=settings.lease_seconds)
+    rt.loop.call_soon_threadsafe(rt.engine.wake)
+    return len(delivery_ids)
 
 
 @worker_ready.connect

@@ -39,6 +39,7 @@ class Job:
     created_at: dt.datetime
     attempt_number: int  # 1-based, within the current cycle
     cycle: int
+    queue_key: int = 0  # its place in the claim order (see delivery/fairness.py)
 
     @property
     def message_id(self) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from webhookd.delivery.fairness import to_key
 from webhookd.errors import Conflict, NotFound
 from webhookd.models import DeadLetter, Delivery, DeliveryStatus, Event
 
@@ -78,6 +79,7 @@ async def _requeue(session: AsyncSession, entries: Sequence[DeadLetter], now: dt
             cycle=Delivery.cycle + 1,
             attempt_count=0,
             next_attempt_at=now,
+            queue_key=to_key(now),
             lease_owner=None,
             lease_expires_at=None,
             updated_at=now,

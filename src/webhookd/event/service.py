@@ -11,6 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd.db import utcnow
+from webhookd.delivery import fairness
 from webhookd.endpoint.service import matching_endpoint_ids
 from webhookd.errors import NotFound
 from webhookd.event.schemas import DeliverySummary, EventAccepted, EventCreate
@@ -59,6 +60,7 @@ async def publish_events(
     routes: dict[tuple[int, str], list[int]] = {}
     rows: list[dict[str, object]] = []
     routed: set[int] = set()  # the same event twice in one batch is delivered once
+    virtual_time: int | None = None
     for tenant_id, data in batch:
         event_pk = new_events.get((tenant_id, data.event_id))
         if event_pk is None or event_pk in routed:
@@ -69,6 +71,12 @@ async def publish_events(
             routes[key] = await matching_endpoint_ids(
                 session, tenant_id=tenant_id, event_type=data.event_type
             )
+        endpoint_ids = routes[key]
+        if not endpoint_ids:
+            continue
+        if virtual_time is None:
+            virtual_time = await fairness.virtual_time(conn, now)
+        queue_keys = fairness.CLOCK.assign(tenant_id, len(endpoint_ids), virtual_time)
         rows.extend(
             {
                 "tenant_id": tenant_id,
@@ -78,10 +86,11 @@ async def publish_events(
                 "attempt_count": 0,
                 "cycle": 1,
                 "next_attempt_at": now,
+                "queue_key": queue_key,
                 "created_at": now,
                 "updated_at": now,
             }
-            for endpoint_id in routes[key]
+            for endpoint_id, queue_key in zip(endpoint_ids, queue_keys, strict=True)
         )
     by_event: dict[int, list[DeliverySummary]] = {}
     if rows:
