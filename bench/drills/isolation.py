@@ -18,6 +18,8 @@ from ledger import Ledger, Receipts, outcome, wait_for
 from stack import DB, Receiver, Server, sqlite_env, started
 from traffic import EVENT_TYPE, PAYLOAD, Publisher, Tenant, create_tenant
 
+from webhookd.delivery.fairness import COST_US
+
 FAST = ["/f1", "/f2", "/f3", "/f4"]
 SLOW_DELAY = 10.0  # the slow endpoint answers after this long (= webhookd's request timeout)
 SETTLE = 300.0
@@ -142,8 +144,10 @@ PROBE = "a_probe"
 
 def _preload(db: Path, tenant: Tenant, flood: int) -> float:
     """Write tenant A's flood straight into SQLite exactly as the publish path writes it
-    (event_service.publish_events: one events row, one pending delivery per subscribed
-    endpoint, next_attempt_at = created_at = now). Checked against a row the API wrote."""
+    (event/service.py publish_events: one events row and one pending delivery per
+    subscribed endpoint, next_attempt_at = created_at = now, and the fair-queue key that
+    the same process would have given A's next ``flood`` deliveries after the probe:
+    probe key + COST_US each). Checked against the probe row the API wrote."""
     start = time.monotonic()
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
     payload = orjson.dumps({"pad": PAYLOAD}).decode()
@@ -152,6 +156,11 @@ def _preload(db: Path, tenant: Tenant, flood: int) -> float:
     try:
         with conn:
             first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM events").fetchone()[0]
+            (probe_key,) = conn.execute(
+                "SELECT d.queue_key FROM deliveries d JOIN events e ON e.id = d.event_id"
+                " WHERE e.event_id = ?",
+                (PROBE,),
+            ).fetchone()
             conn.executemany(
                 "INSERT INTO events (id, tenant_id, event_id, event_type, payload, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -159,9 +168,20 @@ def _preload(db: Path, tenant: Tenant, flood: int) -> float:
             )
             conn.executemany(
                 "INSERT INTO deliveries (tenant_id, event_id, endpoint_id, status, attempt_count,"
-                " cycle, next_attempt_at, created_at, updated_at)"
-                " VALUES (?, ?, ?, 'pending', 0, 1, ?, ?, ?)",
-                ((tenant.id, first + n, endpoint_id, now, now, now) for n in range(flood)),
+                " cycle, next_attempt_at, queue_key, created_at, updated_at)"
+                " VALUES (?, ?, ?, 'pending', 0, 1, ?, ?, ?, ?)",
+                (
+                    (
+                        tenant.id,
+                        first + n,
+                        endpoint_id,
+                        now,
+                        probe_key + (n + 1) * COST_US,
+                        now,
+                        now,
+                    )
+                    for n in range(flood)
+                ),
             )
         _check_like_api(conn)
     finally:

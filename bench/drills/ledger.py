@@ -146,20 +146,27 @@ class Ledger:
 
 
 def latency_ms(
-    receipts: Receipts, sent_at: dict[str, float], since: float, until: float
+    receipts: Receipts,
+    sent_at: dict[str, float],
+    accepted: dict[str, float],
+    window: tuple[float, float],
 ) -> dict[str, float | int]:
-    """Publish -> first 2xx receipt of the events first sent in [since, until): p50, max."""
+    """For the events first sent within ``window`` (since, until): the delay to their first
+    2xx receipt from the publish (``sent``: includes the publish itself) and from its 2xx
+    answer (``accepted``: the delivery path alone); p50 and max, in ms."""
     first: dict[str, float] = {}
     for r in receipts.ok():
         first.setdefault(r["ev"], r["t"])
-    delays = sorted(first[e] - t for e, t in sent_at.items() if since <= t < until and e in first)
-    if not delays:
+    since, until = window
+    events = [e for e, t in sent_at.items() if since <= t < until and e in first and e in accepted]
+    if not events:
         return {"events": 0}
-    return {
-        "events": len(delays),
-        "p50_ms": round(delays[len(delays) // 2] * 1000, 1),
-        "max_ms": round(delays[-1] * 1000, 1),
-    }
+    figures: dict[str, float | int] = {"events": len(events)}
+    for name, start in (("sent", sent_at), ("accepted", accepted)):
+        delays = sorted(first[e] - start[e] for e in events)
+        figures[f"{name}_p50_ms"] = round(delays[len(delays) // 2] * 1000, 1)
+        figures[f"{name}_max_ms"] = round(delays[-1] * 1000, 1)
+    return figures
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float) -> None:
