@@ -10,6 +10,7 @@ import datetime as dt
 import sqlite3
 import statistics
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -28,7 +29,7 @@ SETTLE = 300.0
 def _quantiles(values: list[float]) -> dict[str, float]:
     if len(values) < 2:
         return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
-    q = statistics.quantiles(values, n=100)
+    q = statistics.quantiles(values, n=100, method="inclusive")
     return {
         "p50_ms": round(q[49] * 1000, 1),
         "p99_ms": round(q[98] * 1000, 1),
@@ -41,6 +42,40 @@ def _server_without_engine(stop: ExitStack, logs: Path) -> Server:
     WEBHOOKD_RUN_WORKERS to true in its env and restart it to deliver."""
     env = {**sqlite_env(logs / "webhookd.db"), "WEBHOOKD_RUN_WORKERS": "false"}
     return started(stop, Server("serve", env, logs))
+
+
+def _fast(receipts: Receipts, prefix: str) -> list[dict]:
+    """2xx receipts of the fast endpoints for events whose id starts with ``prefix``."""
+    return [r for r in receipts.ok() if r["p"] != "/slow" and r["ev"].startswith(prefix)]
+
+
+async def _fast_drain(receipts: Receipts, backlog: int, engine_on: float) -> dict[str, object]:
+    """Wait (10 min at most) for the fast endpoints' share of the backlog; their rate from
+    the first receipt to the last."""
+    try:
+        await asyncio.to_thread(
+            wait_for, lambda: len(_fast(receipts, "bk_")) >= backlog, "fast backlog", 600
+        )
+    except TimeoutError:
+        pass  # measured as it stands: the rate says how far it got
+    times = sorted(r["t"] for r in _fast(receipts, "bk_"))
+    elapsed = (times[-1] - times[0]) if len(times) > 1 else float("inf")
+    return {
+        "fast_backlog_deliveries": len(times),
+        "fast_drain_per_s": round(len(times) / elapsed, 1),
+        "fast_drain_seconds": round(elapsed, 1),
+        "first_fast_after_start_s": round(times[0] - engine_on, 1) if times else None,
+    }
+
+
+async def _steady_latency(publisher: Publisher, receipts: Receipts) -> dict[str, float]:
+    """20 events/s for 15 s; publish -> receipt latency at the fast endpoints."""
+    await publisher.run_at((f"st_{n}" for n in range(300)), rate=20)
+    expected = 300 * len(FAST)
+    await asyncio.to_thread(
+        wait_for, lambda: len(_fast(receipts, "st_")) >= expected, "steady phase", 300
+    )
+    return _quantiles([r["t"] - publisher.sent_at[r["ev"]] for r in _fast(receipts, "st_")])
 
 
 async def _head_of_line_run(logs: Path, events: int, slow: bool) -> dict[str, object]:
@@ -58,58 +93,24 @@ async def _head_of_line_run(logs: Path, events: int, slow: bool) -> dict[str, ob
         server.stop()
         server.env["WEBHOOKD_RUN_WORKERS"] = "true"
         receipts = Receipts(receiver.receipts)
-        ledger = Ledger(receipts, server.env[DB], set(), [tenant])
         engine_on = time.time()
         await asyncio.to_thread(server.start)
-        backlog = events * len(FAST)
-
-        def fast_done() -> bool:
-            return sum(1 for r in receipts.ok() if r["p"] != "/slow") >= backlog
-
-        try:
-            await asyncio.to_thread(wait_for, fast_done, "fast backlog delivered", 600)
-        except TimeoutError:
-            pass  # measured below as it stands
-        fast = sorted(r["t"] for r in receipts.ok() if r["p"] != "/slow")
-        elapsed = (fast[-1] - fast[0]) if len(fast) > 1 else float("inf")
-        drain_rate = len(fast) / elapsed if elapsed else 0.0
-        steady = Publisher([server.url], tenant.api_key)
-        await steady.run_at((f"st_{n}" for n in range(300)), rate=20)
-        await asyncio.to_thread(
-            wait_for,
-            lambda: (
-                sum(1 for r in receipts.ok() if r["ev"].startswith("st_") and r["p"] != "/slow")
-                >= 300 * len(FAST)
-            ),
-            "steady-phase fast deliveries",
-            300,
-        )
-        latencies = [
-            r["t"] - steady.sent_at[r["ev"]]
-            for r in receipts.ok()
-            if r["ev"].startswith("st_") and r["p"] != "/slow"
-        ]
-        slow_received = sum(1 for r in receipts.refresh() if r["p"] == "/slow")
+        figures = await _fast_drain(receipts, events * len(FAST), engine_on)
+        figures["steady_fast_latency"] = await _steady_latency(publisher, receipts)
+        figures["slow_requests_received"] = sum(1 for r in receipts.refresh() if r["p"] == "/slow")
         receiver.set_plan({})  # the slow endpoint recovers: everything must now drain
-        publisher.accepted.update(steady.accepted)
+        ledger = Ledger(receipts, server.env[DB], set(), [tenant])
         ledger.expected = {(e, p) for e in publisher.accepted for p in paths}
         settled = await asyncio.to_thread(ledger.wait_settled, SETTLE)
-        result = outcome(
-            "head-of-line" + ("" if slow else " baseline"),
+        name = "head-of-line" + ("" if slow else " baseline")
+        return outcome(
+            name,
             ledger,
             server.url,
             settled=settled,
             publisher=publisher.summary(),
-            figures={
-                "fast_backlog_deliveries": len(fast),
-                "fast_drain_per_s": round(drain_rate, 1),
-                "fast_drain_seconds": round(elapsed, 1),
-                "first_fast_after_start_s": round(fast[0] - engine_on, 1) if fast else None,
-                "steady_fast_latency": _quantiles(latencies),
-                "slow_requests_received": slow_received,
-            },
+            figures=figures,
         )
-        return result
 
 
 async def head_of_line(logs: Path, events: int = 2000) -> dict[str, object]:
@@ -205,6 +206,19 @@ def _check_like_api(conn: sqlite3.Connection) -> None:
             raise AssertionError(f"preloaded {table} rows differ from the API's: {rows}")
 
 
+async def _one_a_second(publisher: Publisher, start: float, until: Callable[[], bool]) -> None:
+    """Publish b_0, b_1, ... one a second from ``start`` until ``until()`` (30 s at least,
+    10 minutes at most); each publish on its own task, so a slow answer delays no other."""
+    tasks: list[asyncio.Task[None]] = []
+    async with publisher.session() as session:
+        for n in range(600):
+            if n >= 30 and until():
+                break
+            await asyncio.sleep(max(0.0, start + n - time.time()))
+            tasks.append(asyncio.create_task(publisher.publish(session, f"b_{n}")))
+        await asyncio.gather(*tasks)
+
+
 async def tenant_fairness(logs: Path, flood: int = 100_000) -> dict[str, object]:
     """Tenant A's backlog of ``flood`` events (preloaded) plus A publishing more through
     the API as fast as it can, while tenant B publishes one event per second; B's
@@ -226,16 +240,12 @@ async def tenant_fairness(logs: Path, flood: int = 100_000) -> dict[str, object]
         receipts = Receipts(receiver.receipts)
         pub_b = Publisher([server.url], tenant_b.api_key)
         a_more = asyncio.create_task(pub_a.run((f"a_api_{n}" for n in range(5000)), 10))
-        b_tasks: list[asyncio.Task[None]] = []
-        async with pub_b.session() as session:
-            # One B event a second until A's backlog is delivered (30 s at least, 10 min at most).
-            for n in range(600):
-                a_backlog_done = len(receipts.ok("/a")) >= flood + 1
-                if a_backlog_done and n >= 30 and a_more.done():
-                    break
-                await asyncio.sleep(max(0.0, engine_on + n - time.time()))
-                b_tasks.append(asyncio.create_task(pub_b.publish(session, f"b_{n}")))
-            await asyncio.gather(*b_tasks)
+
+        def a_done() -> bool:  # A's backlog (and the probe) delivered, A's API flood sent
+            backlog = sum(1 for r in receipts.ok("/a") if not r["ev"].startswith("a_api"))
+            return backlog >= flood + 1 and a_more.done()
+
+        await _one_a_second(pub_b, engine_on, until=a_done)
         await a_more
         ledger = Ledger(receipts, server.env[DB], set(), [tenant_a, tenant_b])
         await asyncio.to_thread(
