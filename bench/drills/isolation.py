@@ -6,7 +6,7 @@ Both run embedded (``webhookd serve`` on SQLite, in-process engine).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
+import re
 import sqlite3
 import statistics
 import time
@@ -143,25 +143,27 @@ async def head_of_line(logs: Path, events: int = 2000) -> dict[str, object]:
 PROBE = "a_probe"
 
 
+_PROBE_DELIVERY = (
+    "SELECT d.queue_key, d.next_attempt_at, d.created_at FROM deliveries d"
+    " JOIN events e ON e.id = d.event_id WHERE e.event_id = ?"
+)
+
+
 def _preload(db: Path, tenant: Tenant, flood: int) -> float:
-    """Write tenant A's flood straight into SQLite exactly as the publish path writes it
+    """Write tenant A's flood straight into SQLite as the publish path writes it
     (event/service.py publish_events: one events row and one pending delivery per
-    subscribed endpoint, next_attempt_at = created_at = now, and the fair-queue key that
-    the same process would have given A's next ``flood`` deliveries after the probe:
-    probe key + COST_US each). Checked against the probe row the API wrote."""
+    subscribed endpoint), as if A had published it right after the probe, in the same
+    process: the probe's timestamps (so their stored format is the API's own), and the
+    fair-queue keys that process would have given next (probe key + COST_US each).
+    Checked against the probe's rows afterwards."""
     start = time.monotonic()
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
     payload = orjson.dumps({"pad": PAYLOAD}).decode()
     (endpoint_id,) = tenant.endpoints
     conn = sqlite3.connect(db, timeout=30)
     try:
         with conn:
             first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM events").fetchone()[0]
-            (probe_key,) = conn.execute(
-                "SELECT d.queue_key FROM deliveries d JOIN events e ON e.id = d.event_id"
-                " WHERE e.event_id = ?",
-                (PROBE,),
-            ).fetchone()
+            key, due, now = conn.execute(_PROBE_DELIVERY, (PROBE,)).fetchone()
             conn.executemany(
                 "INSERT INTO events (id, tenant_id, event_id, event_type, payload, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -172,15 +174,7 @@ def _preload(db: Path, tenant: Tenant, flood: int) -> float:
                 " cycle, next_attempt_at, queue_key, created_at, updated_at)"
                 " VALUES (?, ?, ?, 'pending', 0, 1, ?, ?, ?, ?)",
                 (
-                    (
-                        tenant.id,
-                        first + n,
-                        endpoint_id,
-                        now,
-                        probe_key + (n + 1) * COST_US,
-                        now,
-                        now,
-                    )
+                    (tenant.id, first + n, endpoint_id, due, key + (n + 1) * COST_US, now, now)
                     for n in range(flood)
                 ),
             )
@@ -190,8 +184,15 @@ def _preload(db: Path, tenant: Tenant, flood: int) -> float:
     return time.monotonic() - start
 
 
+def _shape(value: object) -> str:
+    """A stored value's type and form with its digits blanked: '2026-11-29 09:00:00.1'
+    and '2026-11-29T09:00:00.1' differ, two timestamps of one format do not."""
+    return f"{type(value).__name__}:{re.sub(r'[0-9]', '9', str(value))}"
+
+
 def _check_like_api(conn: sqlite3.Connection) -> None:
-    """The preloaded rows have the storage types and lengths of the API's probe row."""
+    """Every column of a preloaded row has the storage type and form of the probe's row
+    (ids and the event_id itself aside)."""
     for table, rows_of in (("events", "t"), ("deliveries", "t JOIN events e ON e.id = t.event_id")):
         key = "t.event_id" if table == "events" else "e.event_id"
         columns = [
@@ -199,11 +200,13 @@ def _check_like_api(conn: sqlite3.Connection) -> None:
             for r in conn.execute(f"PRAGMA table_info({table})")
             if r[1] not in ("id", "event_id")
         ]
-        shape = ", ".join(f"typeof(t.{c}) || ':' || coalesce(length(t.{c}), '')" for c in columns)
-        sql = f"SELECT {shape} FROM {table} {rows_of} WHERE {key} IN (?, 'a_0')"
-        rows = conn.execute(sql, (PROBE,)).fetchall()
-        if len(rows) != 2 or rows[0] != rows[1]:
-            raise AssertionError(f"preloaded {table} rows differ from the API's: {rows}")
+        sql = (
+            f"SELECT {', '.join(f't.{c}' for c in columns)} FROM {table} {rows_of} WHERE {key} = ?"
+        )
+        probe, preloaded = (conn.execute(sql, (e,)).fetchone() for e in (PROBE, "a_0"))
+        for column, api, ours in zip(columns, probe, preloaded, strict=True):
+            if _shape(api) != _shape(ours):
+                raise AssertionError(f"preloaded {table}.{column} {ours!r}, the API wrote {api!r}")
 
 
 async def _one_a_second(publisher: Publisher, start: float, until: Callable[[], bool]) -> None:
