@@ -4,6 +4,7 @@ event_id, and an old duplicate — each answered as if published alone."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ import pytest
 from tests.fixtures.db import BACKENDS, TestDatabase
 from tests.fixtures.server import make_settings
 from webhookd.db import Database
+from webhookd.event.batcher import PublishBatcher, TenantGone
 from webhookd.event.schemas import EventCreate
-from webhookd.event.service import publish_events
+from webhookd.event.service import Published, publish_events
 from webhookd.migrate import upgrade
 from webhookd.models import Endpoint, Tenant
 
@@ -67,8 +69,7 @@ async def _scenario(db: Database) -> None:
     assert sorted(results[4].delivery_ids) == sorted(d.id for d in paid.deliveries)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_one_batch_behaves_like_separate_publishes(tmp_path: Path, backend: str) -> None:
+def _run_on(tmp_path: Path, backend: str, scenario: Callable[[Database], Awaitable[None]]) -> None:
     database = TestDatabase(backend, tmp_path)
     try:
         settings = make_settings(database.url)
@@ -77,10 +78,45 @@ def test_one_batch_behaves_like_separate_publishes(tmp_path: Path, backend: str)
         async def run() -> None:
             db = Database(settings)
             try:
-                await _scenario(db)
+                await scenario(db)
             finally:
                 await db.dispose()
 
         asyncio.run(run())
     finally:
         database.drop()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_batch_behaves_like_separate_publishes(tmp_path: Path, backend: str) -> None:
+    _run_on(tmp_path, backend, _scenario)
+
+
+async def _poisoned_batch(db: Database) -> None:
+    async with db.write() as session:
+        tenant = Tenant(
+            name="c",
+            email="c@example.com",
+            rate_limit=10,
+            api_key_hash="c",
+            api_key_prefix="whk_",
+            secret_encrypted="x",
+        )
+        session.add(tenant)
+    batcher = PublishBatcher(db)
+    await batcher.start()
+    try:
+        gone, ok = await asyncio.gather(
+            batcher.publish(987654321, _event("evt_gone")),  # e.g. deleted after its auth
+            batcher.publish(tenant.id, _event("evt_ok")),
+            return_exceptions=True,
+        )
+    finally:
+        await batcher.stop()
+    assert isinstance(gone, TenantGone) and gone.status_code == 401
+    assert isinstance(ok, Published) and not ok.accepted.duplicate
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_refused_publish_does_not_fail_its_batch(tmp_path: Path, backend: str) -> None:
+    _run_on(tmp_path, backend, _poisoned_batch)

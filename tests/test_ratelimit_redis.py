@@ -219,6 +219,32 @@ def test_fifty_concurrent_acquires_on_a_bucket_of_ten(prefix) -> None:
     assert sorted(d.remaining for d in decisions if d.allowed) == list(range(10))
 
 
+def test_concurrent_checks_share_round_trips_and_stay_exact(prefix) -> None:
+    async def main() -> tuple[list[Decision], int]:
+        limiter = RedisRateLimiter(REDIS_URL, prefix=prefix, timeout=2.0, failure_mode="closed")
+        calls = 0
+        script = limiter._script
+
+        async def counting(**kwargs):
+            nonlocal calls
+            calls += 1
+            return await script(**kwargs)
+
+        limiter._script = counting
+        try:
+            keys = ["a", "b"] * 30  # two tenants, interleaved, 30 checks each
+            return await asyncio.gather(*(limiter.acquire(k, 20) for k in keys)), calls
+        finally:
+            await limiter.close()
+
+    decisions, calls = asyncio.run(main())
+    assert calls < 10  # 60 checks waiting together: a few round trips, not 60
+    for tenant in (0, 1):  # answers in arrival order, per bucket, as if made one by one
+        mine = decisions[tenant::2]
+        assert [d.allowed for d in mine] == [True] * 20 + [False] * 10
+        assert [d.remaining for d in mine[:20]] == list(range(19, -1, -1))
+
+
 # --- Redis unavailable ------------------------------------------------------------------------
 
 

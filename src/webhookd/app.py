@@ -20,6 +20,7 @@ from webhookd.delivery.routes import router as dlq_router
 from webhookd.endpoint.routes import router as endpoint_router
 from webhookd.errors import ORJSONResponse, error_body, error_responses, install_error_handlers
 from webhookd.event.batcher import PublishBatcher
+from webhookd.event.ingest import IngestFastPath
 from webhookd.event.routes import router as event_router
 from webhookd.logging import configure_logging
 from webhookd.queue.base import DeliveryQueue
@@ -27,6 +28,7 @@ from webhookd.queue.celery import CeleryQueue
 from webhookd.queue.inprocess import DatabaseOnlyQueue, InProcessQueue
 from webhookd.ratelimit import FailureThrottle, create_rate_limiter
 from webhookd.security import resolve_admin_key, resolve_server_secrets
+from webhookd.tenant.keycache import ApiKeyCache
 from webhookd.tenant.routes import router as tenant_router
 
 DESCRIPTION = """
@@ -77,10 +79,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimitMiddleware, max_body_size=settings.max_payload_bytes)
+    app.add_middleware(IngestFastPath, max_body_size=settings.max_payload_bytes)
     app.state.settings = settings
     app.state.admin_key = resolve_admin_key(settings)[0]
     app.state.secrets = resolve_server_secrets(settings)
     app.state.auth_throttle = FailureThrottle(settings.auth_failures_per_minute)
+    app.state.key_cache = ApiKeyCache(settings.api_key_cache_seconds)
     install_error_handlers(app)
     for router in (tenant_router, endpoint_router, event_router, dlq_router):
         app.include_router(router)

@@ -30,6 +30,14 @@ def serve(
     migrate_first: Annotated[
         bool, typer.Option("--migrate/--no-migrate", help="Apply migrations before starting")
     ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="API processes sharing the port (PostgreSQL and WEBHOOKD_REDIS_URL required: "
+            "each process has its own group commit, the rate limits are shared in Redis)",
+        ),
+    ] = 1,
 ) -> None:
     """Run the HTTP API with the delivery workers in the same process."""
     from webhookd.app import create_app
@@ -37,6 +45,11 @@ def serve(
     from webhookd.security import resolve_admin_key, resolve_server_secrets
 
     settings = Settings()
+    if workers > 1 and (settings.is_sqlite or not settings.redis_url):
+        # SQLite has one writer; in-memory token buckets per process would multiply limits.
+        raise typer.BadParameter(
+            "--workers > 1 needs PostgreSQL and WEBHOOKD_REDIS_URL", param_hint="--workers"
+        )
     if migrate_first:
         upgrade(settings)
     admin_key, source = resolve_admin_key(settings)
@@ -51,11 +64,15 @@ def serve(
         f"  admin key {admin_key}  (from {source})\n"
         f"  encryption key and API key pepper from {secrets_source}\n"
         f"  private targets {'ALLOWED' if settings.allow_private_targets else 'refused'}"
-        " (WEBHOOKD_ALLOW_PRIVATE_TARGETS)",
+        " (WEBHOOKD_ALLOW_PRIVATE_TARGETS)"
+        + (f"\n  {workers} API processes" if workers > 1 else ""),
         err=True,
     )
     uvicorn.run(
-        create_app(settings),
+        # Several processes each build their app from the same environment.
+        "webhookd.app:create_app" if workers > 1 else create_app(settings),
+        factory=workers > 1,
+        workers=workers,
         host=host,
         port=port,
         loop="uvloop",

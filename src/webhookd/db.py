@@ -20,6 +20,7 @@ import aiosqlite
 import orjson
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -68,6 +69,12 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def driver_converter(conn: AsyncConnection, column: Any) -> Any:
+    """The column's own conversion to what the driver gets (e.g. UTC text for datetimes on
+    SQLite), for plain SQL on the driver connection that must store values alike."""
+    return column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect) or (lambda v: v)
 
 
 def _json_dumps(value: Any) -> str:
@@ -178,6 +185,16 @@ class Database:
             await session.connection(execution_options={WRITE_OPTION: True})
             yield session
             await session.commit()
+
+    @contextlib.asynccontextmanager
+    async def write_connection(self) -> AsyncIterator[AsyncConnection]:
+        """Like :meth:`write`, on a bare Core connection: no ORM session to set up and tear
+        down (the delivery engine's claims and writes, many per second)."""
+        lock = self._write_lock or contextlib.nullcontext()
+        async with lock, self.engine.connect() as conn:
+            await conn.execution_options(**{WRITE_OPTION: True})
+            async with conn.begin():
+                yield conn
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -20,6 +20,7 @@ from webhookd.models import Tenant
 from webhookd.queue.base import DeliveryQueue
 from webhookd.ratelimit import RateLimiter
 from webhookd.security import ServerSecrets, hash_api_key, keys_equal
+from webhookd.tenant.keycache import ApiKeyCache, AuthTenant
 
 api_key_header = APIKeyHeader(
     name="X-API-Key",
@@ -117,40 +118,47 @@ async def require_admin(
         raise _auth_failed(request, "invalid admin key")
 
 
-@dataclass(frozen=True, slots=True)
-class AuthTenant:
-    """The calling tenant, as the API key identifies it."""
-
-    id: int
-    rate_limit: int
-
-
 _TENANT_BY_KEY_HASH = select(Tenant.id, Tenant.rate_limit).where(
     Tenant.api_key_hash == bindparam("h")
 )
 
 
-async def _tenant_for_key(db: Database, api_key: str, pepper: str) -> AuthTenant | None:
-    # A Core query on a bare connection: this runs on every tenant request.
-    key_hash = hash_api_key(api_key, pepper)
-    async with db.engine.connect() as conn:
-        row = (await conn.execute(_TENANT_BY_KEY_HASH, {"h": key_hash})).first()
-    return AuthTenant(row.id, row.rate_limit) if row else None
+async def _tenant_for_key(request: Request, api_key: str) -> AuthTenant | None:
+    """The key's tenant: from this process's cache of authenticated keys, else a Core query
+    on a bare connection (this runs on every tenant request)."""
+    state = request.app.state
+    cache: ApiKeyCache = state.key_cache
+    key_hash = hash_api_key(api_key, state.secrets.pepper)
+    tenant = cache.get(key_hash)
+    if tenant is None:
+        generation = cache.generation
+        async with state.db.engine.connect() as conn:
+            row = (await conn.execute(_TENANT_BY_KEY_HASH, {"h": key_hash})).first()
+        if row is None:
+            return None  # never cached: every wrong key goes to the database and is counted
+        tenant = AuthTenant(row.id, row.rate_limit)
+        cache.put(key_hash, tenant, generation=generation)
+    return tenant
 
 
 async def require_tenant(
-    request: Request,
-    db: DatabaseDep,
-    secrets: SecretsDep,
-    api_key: Annotated[str | None, Depends(api_key_header)],
+    request: Request, api_key: Annotated[str | None, Depends(api_key_header)]
 ) -> AuthTenant:
+    # app.state is read directly, not through sub-dependencies: this is the publish hot path.
     if not api_key:
         raise Unauthorized("missing X-API-Key header")
     _check_throttle(request)
-    tenant = await _tenant_for_key(db, api_key, secrets.pepper)
+    tenant = await _tenant_for_key(request, api_key)
     if tenant is None:
         raise _auth_failed(request, "invalid API key")
     return tenant
+
+
+async def get_key_cache(request: Request) -> ApiKeyCache:
+    return request.app.state.key_cache  # type: ignore[no-any-return]
+
+
+KeyCacheDep = Annotated[ApiKeyCache, Depends(get_key_cache)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,15 +175,13 @@ class Principal:
 
 async def require_principal(
     request: Request,
-    db: DatabaseDep,
-    secrets: SecretsDep,
     api_key: Annotated[str | None, Depends(api_key_header)],
     admin_key: Annotated[str | None, Depends(admin_key_header)],
 ) -> Principal:
     if admin_key:
         await require_admin(request, admin_key)
         return Principal(tenant_id=None)
-    tenant = await require_tenant(request, db, secrets, api_key)
+    tenant = await require_tenant(request, api_key)
     return Principal(tenant_id=tenant.id)
 
 

@@ -139,13 +139,17 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return fields
 
 
-async def _app_error(_request: Request, exc: Exception) -> ORJSONResponse:
-    assert isinstance(exc, AppError)
+def app_error_response(exc: AppError) -> ORJSONResponse:
     return ORJSONResponse(
         error_body(exc.code, exc.message, exc.fields),
         status_code=exc.status_code,
         headers=exc.headers,
     )
+
+
+async def _app_error(_request: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, AppError)
+    return app_error_response(exc)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> ORJSONResponse:

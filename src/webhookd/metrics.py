@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_PUBLISHED = Counter(
@@ -56,3 +58,28 @@ BROKER_PUBLISH_FAILURES = Counter(
     "webhook_broker_publish_failures",
     "Delivery wake-ups that could not be published to the broker (the sweeper delivers them).",
 )
+
+
+# Child lookups (``.labels(...)``) cost more than the increment: the publish path keeps them.
+_published_children: dict[tuple[int, str], Any] = {}
+_rate_limit_children: dict[int, Any] = {}
+_MAX_CHILDREN = 10_000
+
+
+def event_published(tenant_id: int, event_type: str) -> None:
+    child = _published_children.get((tenant_id, event_type))
+    if child is None:
+        if len(_published_children) >= _MAX_CHILDREN:
+            _published_children.clear()
+        child = EVENTS_PUBLISHED.labels(tenant=str(tenant_id), event_type=event_type)
+        _published_children[(tenant_id, event_type)] = child
+    child.inc()
+
+
+def rate_limit_hit(tenant_id: int) -> None:
+    child = _rate_limit_children.get(tenant_id)
+    if child is None:
+        if len(_rate_limit_children) >= _MAX_CHILDREN:
+            _rate_limit_children.clear()
+        child = _rate_limit_children[tenant_id] = RATE_LIMIT_HITS.labels(tenant=str(tenant_id))
+    child.inc()

@@ -34,7 +34,7 @@ def api_error_responses(path: str, methods: set[str] | list[str] | None) -> dict
     return error_responses(*sorted(statuses))
 
 
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
@@ -61,7 +61,7 @@ class OrjsonRoute(APIRoute):
 
         async def orjson_handler(request: Request) -> Response:
             content_type = request.headers.get("content-type")
-            if request.method in BODY_METHODS and content_type and not _is_json(content_type):
+            if request.method in BODY_METHODS and content_type and not is_json(content_type):
                 raise AppError(
                     f"body must be JSON (Content-Type: application/json), not {content_type!r}",
                     status_code=415,

@@ -16,6 +16,7 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import functools
 import os
 import socket
 import uuid
@@ -101,9 +102,9 @@ class DeliveryEngine:
 
     async def _claim(self, limit: int) -> list[Job]:
         """Lease up to ``limit`` due deliveries to this engine, in fair order."""
-        async with self.db.write() as session:
+        async with self.db.write_connection() as conn:
             return await repository.claim_due(
-                await session.connection(),
+                conn,
                 owner=self.owner,
                 now=utcnow(),
                 lease=dt.timedelta(seconds=self.settings.lease_seconds),
@@ -157,7 +158,7 @@ class DeliveryEngine:
         self._endpoint_done(job.endpoint_id)
         duration, success = self._metrics_for(job.tenant_id)
         duration.observe(outcome.duration_ms / 1000)
-        metrics.DELIVERY_ATTEMPTS.labels(attempt=str(job.attempt_number)).inc()
+        self._attempt_counter(job.attempt_number).inc()
         if outcome.succeeded:
             success.inc()
         else:
@@ -167,14 +168,20 @@ class DeliveryEngine:
         self._results.put_nowait(outcome)
 
     def _endpoint_done(self, endpoint_id: int) -> None:
-        """An attempt to this endpoint is over: if it was at its cap, claim again."""
-        count = self._by_endpoint[endpoint_id]
-        if count <= 1:
+        """An attempt to this endpoint is over. An endpoint at its cap is claimed for again
+        once half its slots are free: one claim per half-cap, not one per attempt."""
+        count = self._by_endpoint[endpoint_id] - 1
+        if count <= 0:
             del self._by_endpoint[endpoint_id]
         else:
-            self._by_endpoint[endpoint_id] = count - 1
-        if count >= self.settings.endpoint_concurrency:
+            self._by_endpoint[endpoint_id] = count
+        if count == self.settings.endpoint_concurrency // 2:
             self._wake.set()
+
+    @staticmethod
+    @functools.cache
+    def _attempt_counter(number: int) -> Any:
+        return metrics.DELIVERY_ATTEMPTS.labels(attempt=str(number))
 
     def _metrics_for(self, tenant_id: int) -> tuple[Any, Any]:
         """The tenant's duration histogram and success counter (label lookups cost more
@@ -209,9 +216,9 @@ class DeliveryEngine:
                 self._slot_freed.set()
 
     async def _record(self, batch: list[Outcome]) -> None:
-        async with self.db.write() as session:
+        async with self.db.write_connection() as conn:
             recorded = await repository.record_outcomes(
-                await session.connection(),
+                conn,
                 owner=self.owner,
                 outcomes=batch,
                 policy=self.settings.retry_policy,

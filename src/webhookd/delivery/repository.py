@@ -9,15 +9,16 @@ the row simply becomes due again.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, insert, select, update
+from sqlalchemy import Integer, Select, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from webhookd import metrics
-from webhookd.db import utcnow
+from webhookd.db import UTCDateTime, driver_converter, utcnow
 from webhookd.delivery.attempt import Job, Outcome
 from webhookd.delivery.fairness import to_key
 from webhookd.delivery.retry import RetryPolicy, next_delay
@@ -25,25 +26,38 @@ from webhookd.models import Attempt, DeadLetter, Delivery, DeliveryStatus, Endpo
 from webhookd.security import SecretBox
 
 
-def _claim_candidates(
-    *, saturated: Sequence[int], scan: int, postgres: bool
-) -> Select[tuple[int, int]]:
+@functools.cache
+def _claim_candidates(*, skip_saturated: bool, postgres: bool) -> Select[tuple[int, int]]:
     """Due deliveries in claim order (``queue_key``), skipping endpoints already at their cap.
 
     The partial index ``ix_deliveries_queue`` holds every column this filters on, so rows
     that are leased or belong to a saturated endpoint are skipped without reading the table.
+    Statements are built once per shape: building one costs more than running it.
     """
     query = (
         select(Delivery.id, Delivery.endpoint_id)
-        .where(Delivery.next_attempt_at <= bindparam("now"))
+        .where(Delivery.next_attempt_at <= bindparam("now", type_=UTCDateTime()))
         .order_by(Delivery.queue_key)
-        .limit(scan)
+        .limit(bindparam("scan", type_=Integer()))
     )
-    if saturated:
-        query = query.where(Delivery.endpoint_id.not_in(saturated))
+    if skip_saturated:
+        query = query.where(Delivery.endpoint_id.not_in(bindparam("saturated", expanding=True)))
     if postgres:
         query = query.with_for_update(skip_locked=True)
     return query
+
+
+_LEASE = (
+    update(Delivery)
+    .where(Delivery.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status=DeliveryStatus.DELIVERING,
+        lease_owner=bindparam("owner"),
+        lease_expires_at=bindparam("until"),
+        next_attempt_at=bindparam("until"),
+        updated_at=bindparam("now"),
+    )
+)
 
 
 async def claim_due(
@@ -69,14 +83,14 @@ async def claim_due(
         sorted(e for e, n in busy.items() if n >= endpoint_cap) if endpoint_cap is not None else []
     )
     scan = limit * 2 if endpoint_cap is not None else limit  # room for rows the caps skip
-    candidates = await conn.execute(
-        _claim_candidates(
-            saturated=saturated, scan=scan, postgres=conn.dialect.name == "postgresql"
-        ),
-        {"now": now},
+    query = _claim_candidates(
+        skip_saturated=bool(saturated), postgres=conn.dialect.name == "postgresql"
     )
+    params: dict[str, Any] = {"now": now, "scan": scan}
+    if saturated:
+        params["saturated"] = saturated
     chosen: list[int] = []
-    for delivery_id, endpoint_id in candidates:
+    for delivery_id, endpoint_id in await conn.execute(query, params):
         if endpoint_cap is not None:
             if busy.get(endpoint_id, 0) >= endpoint_cap:
                 continue
@@ -86,18 +100,7 @@ async def claim_due(
             break
     if not chosen:
         return []
-    lease_until = now + lease
-    await conn.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(chosen))
-        .values(
-            status=DeliveryStatus.DELIVERING,
-            lease_owner=owner,
-            lease_expires_at=lease_until,
-            next_attempt_at=lease_until,
-            updated_at=now,
-        )
-    )
+    await conn.execute(_LEASE, {"ids": chosen, "owner": owner, "until": now + lease, "now": now})
     return await load_jobs(conn, chosen, box=box, now=now)
 
 
@@ -109,33 +112,36 @@ def _signing_secrets(row: Any, box: SecretBox, now: dt.datetime) -> tuple[str, .
     return (current,)
 
 
+_LOAD_JOBS = (
+    select(
+        Delivery.id,
+        Delivery.tenant_id,
+        Delivery.endpoint_id,
+        Delivery.event_id.label("event_pk"),
+        Endpoint.url,
+        Tenant.secret_encrypted,
+        Tenant.previous_secret_encrypted,
+        Tenant.previous_secret_expires_at,
+        Event.event_id,
+        Event.event_type,
+        Event.payload,
+        Event.created_at,
+        Delivery.attempt_count,
+        Delivery.cycle,
+        Delivery.queue_key,
+    )
+    .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
+    .join(Event, Event.id == Delivery.event_id)
+    .join(Tenant, Tenant.id == Delivery.tenant_id)
+    .where(Delivery.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Delivery.id)
+)
+
+
 async def load_jobs(
     conn: AsyncConnection, ids: Sequence[int], *, box: SecretBox, now: dt.datetime
 ) -> list[Job]:
-    rows = await conn.execute(
-        select(
-            Delivery.id,
-            Delivery.tenant_id,
-            Delivery.endpoint_id,
-            Delivery.event_id.label("event_pk"),
-            Endpoint.url,
-            Tenant.secret_encrypted,
-            Tenant.previous_secret_encrypted,
-            Tenant.previous_secret_expires_at,
-            Event.event_id,
-            Event.event_type,
-            Event.payload,
-            Event.created_at,
-            Delivery.attempt_count,
-            Delivery.cycle,
-            Delivery.queue_key,
-        )
-        .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
-        .join(Event, Event.id == Delivery.event_id)
-        .join(Tenant, Tenant.id == Delivery.tenant_id)
-        .where(Delivery.id.in_(ids))
-        .order_by(Delivery.id)
-    )
+    rows = await conn.execute(_LOAD_JOBS, {"ids": list(ids)})
     return [
         Job(
             delivery_id=r.id,
@@ -218,6 +224,18 @@ def _finish_params(
     return Recorded(outcome, status, retry_in), params
 
 
+def _held_query(postgres: bool) -> Select[tuple[int, int]]:
+    query = select(Delivery.id, Delivery.cycle).where(
+        Delivery.id.in_(bindparam("ids", expanding=True)),
+        Delivery.lease_owner == bindparam("owner"),
+        Delivery.status == DeliveryStatus.DELIVERING,
+    )
+    return query.with_for_update() if postgres else query  # nobody re-claims them meanwhile
+
+
+_HELD = {False: _held_query(False), True: _held_query(True)}
+
+
 async def record_outcomes(
     conn: AsyncConnection,
     *,
@@ -229,14 +247,11 @@ async def record_outcomes(
     """Write each attempt and move its delivery on, in a few statements for the whole batch.
     Deliveries whose lease this owner lost (expired and re-claimed, or deleted with their
     endpoint) are skipped."""
-    held_query = select(Delivery.id, Delivery.cycle).where(
-        Delivery.id.in_([o.job.delivery_id for o in outcomes]),
-        Delivery.lease_owner == owner,
-        Delivery.status == DeliveryStatus.DELIVERING,
+    postgres = conn.dialect.name == "postgresql"
+    held_rows = await conn.execute(
+        _HELD[postgres], {"ids": [o.job.delivery_id for o in outcomes], "owner": owner}
     )
-    if conn.dialect.name == "postgresql":
-        held_query = held_query.with_for_update()  # nobody re-claims them until we commit
-    held = {row[0]: row[1] for row in await conn.execute(held_query)}
+    held = {row[0]: row[1] for row in held_rows}
     finished = [
         _finish_params(o, owner, policy, now)
         for o in outcomes
@@ -244,26 +259,13 @@ async def record_outcomes(
     ]
     if not finished:
         return []
-    await conn.execute(_FINISH_ATTEMPT, [params for _, params in finished])
     recorded = [r for r, _ in finished]
-    await conn.execute(
-        _INSERT_ATTEMPTS,
-        [
-            {
-                "delivery_id": r.outcome.job.delivery_id,
-                "cycle": r.outcome.job.cycle,
-                "attempt_number": r.outcome.job.attempt_number,
-                "started_at": r.outcome.started_at,
-                "duration_ms": round(r.outcome.duration_ms, 3),
-                "response_status": r.outcome.response_status,
-                "response_body": r.outcome.response_body,
-                "error_kind": r.outcome.error_kind,
-                "error_message": r.outcome.error_message,
-                "succeeded": r.outcome.succeeded,
-            }
-            for r in recorded
-        ],
-    )
+    attempts = [_attempt_row(r.outcome) for r in recorded]
+    if postgres:
+        await conn.execute(_FINISH_ATTEMPT, [params for _, params in finished])
+        await conn.execute(_INSERT_ATTEMPTS, attempts)
+    else:
+        await _sqlite_record(conn, [params for _, params in finished], attempts)
     dead = [r for r in recorded if r.status == DeliveryStatus.DEAD]
     if dead:
         await conn.execute(
@@ -284,6 +286,89 @@ async def record_outcomes(
             ],
         )
     return recorded
+
+
+def _attempt_row(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "delivery_id": outcome.job.delivery_id,
+        "cycle": outcome.job.cycle,
+        "attempt_number": outcome.job.attempt_number,
+        "started_at": outcome.started_at,
+        "duration_ms": round(outcome.duration_ms, 3),
+        "response_status": outcome.response_status,
+        "response_body": outcome.response_body,
+        "error_kind": outcome.error_kind,
+        "error_message": outcome.error_message,
+        "succeeded": outcome.succeeded,
+    }
+
+
+# SQLite: the two per-row statements as plain SQL on the driver connection (executemany).
+# SQLAlchemy's per-row parameter processing cost more than SQLite itself; datetimes go
+# through the columns' own converter, so rows are stored exactly as SQLAlchemy stores them.
+_SQLITE_FINISH = (
+    "UPDATE deliveries SET status = ?, attempt_count = ?, lease_owner = NULL, "
+    "lease_expires_at = NULL, last_status_code = ?, updated_at = ?, next_attempt_at = ?, "
+    "queue_key = ?, delivered_at = ?, last_error = ? "
+    "WHERE id = ? AND lease_owner = ? AND status = 'delivering' AND cycle = ?"
+)
+_ATTEMPT_COLUMNS = (
+    "delivery_id",
+    "cycle",
+    "attempt_number",
+    "started_at",
+    "duration_ms",
+    "response_status",
+    "response_body",
+    "error_kind",
+    "error_message",
+    "succeeded",
+)
+_SQLITE_INSERT_ATTEMPTS = (
+    f"INSERT INTO attempts ({', '.join(_ATTEMPT_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * len(_ATTEMPT_COLUMNS))})"
+)
+
+
+async def _sqlite_record(
+    conn: AsyncConnection, finishes: list[dict[str, Any]], attempts: list[dict[str, Any]]
+) -> None:
+    stamp = driver_converter(conn, Delivery.__table__.c.updated_at)
+
+    @functools.cache  # most rows share `now`
+    def when(value: dt.datetime | None) -> Any:
+        return None if value is None else stamp(value)
+
+    driver = (await conn.get_raw_connection()).driver_connection
+    await driver.executemany(
+        _SQLITE_FINISH,
+        [
+            (
+                str(f["b_status"]),
+                f["b_attempts"],
+                f["b_code"],
+                when(f["b_now"]),
+                when(f["b_next"]),
+                f["b_key"],
+                when(f["b_delivered"]),
+                f["b_error"],
+                f["b_id"],
+                f["b_owner"],
+                f["b_cycle"],
+            )
+            for f in finishes
+        ],
+    )
+    await driver.executemany(
+        _SQLITE_INSERT_ATTEMPTS,
+        [
+            tuple(
+                when(a[c]) if c == "started_at" else int(a[c]) if c == "succeeded" else a[c]
+                for c in _ATTEMPT_COLUMNS
+            )
+            for a in attempts
+        ],
+    )
 
 
 async def release_leases(session: AsyncSession, *, owner: str, now: dt.datetime) -> int:

@@ -12,10 +12,14 @@ from __future__ import annotations
 import asyncio
 
 import structlog
+from sqlalchemy import select
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from webhookd.db import Database
+from webhookd.errors import Unauthorized
 from webhookd.event.schemas import EventCreate
 from webhookd.event.service import Published, publish_events
+from webhookd.models import Tenant
 
 log = structlog.get_logger("webhookd.publish")
 
@@ -62,12 +66,46 @@ class PublishBatcher:
                 results = await publish_events(
                     session, batch=[(tenant_id, data) for tenant_id, data, _ in batch]
                 )
+        except DBAPIError as exc:
+            if len(batch) > 1 and isinstance(exc, IntegrityError | DataError):
+                # One publish the database refuses (e.g. its tenant was deleted a moment
+                # ago) must not fail the others: publish each in its own transaction.
+                log.warning("publish.batch_isolated", size=len(batch), error=type(exc).__name__)
+                for request in batch:
+                    await self._commit([request])
+                return
+            self._fail(batch, await self._explain(batch, exc))
+            return
         except Exception as exc:
-            log.exception("publish.batch_failed", size=len(batch))
-            for *_, answer in batch:
-                if not answer.done():
-                    answer.set_exception(exc)
+            self._fail(batch, exc)
             return
         for (*_, answer), result in zip(batch, results, strict=True):
             if not answer.done():  # a client that went away cancelled its wait
                 answer.set_result(result)
+
+    def _fail(self, batch: list[Request], exc: Exception) -> None:
+        if not isinstance(exc, TenantGone):
+            log.exception("publish.batch_failed", size=len(batch))
+        for *_, answer in batch:
+            if not answer.done():
+                answer.set_exception(exc)
+
+    async def _explain(self, batch: list[Request], exc: Exception) -> Exception:
+        """A lone publish refused for a tenant that no longer exists is a 401, not a 500."""
+        if len(batch) != 1 or not isinstance(exc, IntegrityError):
+            return exc
+        tenant_id = batch[0][0]
+        try:
+            async with self.db.read() as session:
+                found = await session.scalar(select(Tenant.id).where(Tenant.id == tenant_id))
+        except Exception:  # the database is failing: report the original error
+            return exc
+        return TenantGone(tenant_id) if found is None else exc
+
+
+class TenantGone(Unauthorized):
+    """The key was authenticated (from the cache) but its tenant has been deleted since."""
+
+    def __init__(self, tenant_id: int) -> None:
+        super().__init__("invalid API key")
+        self.tenant_id = tenant_id

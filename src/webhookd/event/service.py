@@ -5,28 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd.db import utcnow
 from webhookd.delivery import fairness
 from webhookd.endpoint.service import matching_endpoint_ids
 from webhookd.errors import NotFound
+from webhookd.event.inserts import insert_deliveries, insert_events
 from webhookd.event.schemas import DeliverySummary, EventAccepted, EventCreate
 from webhookd.models import Attempt, Delivery, DeliveryStatus, Event
-
-# Statements built once: building them costs more than running them on SQLite.
-_INSERT_EVENTS = {
-    dialect: insert_fn(Event)
-    .on_conflict_do_nothing(index_elements=["tenant_id", "event_id"])
-    .returning(Event.id, Event.tenant_id, Event.event_id)
-    for dialect, insert_fn in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
-}
-_INSERT_DELIVERIES = insert(Delivery).returning(
-    Delivery.id, Delivery.event_id, Delivery.endpoint_id, sort_by_parameter_order=True
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,19 +31,7 @@ async def publish_events(
     multi-row insert of the deliveries. Results are in the order of ``batch``."""
     now = utcnow()
     conn = await session.connection()  # Core on the hot path: no ORM unit of work needed
-    inserted = await conn.execute(
-        _INSERT_EVENTS[conn.dialect.name],
-        [
-            {
-                "tenant_id": tenant_id,
-                "event_id": data.event_id,
-                "event_type": data.event_type,
-                "payload": data.payload,
-                "created_at": now,
-            }
-            for tenant_id, data in batch
-        ],
-    )
+    inserted = await insert_events(conn, batch, now)
     new_events = {(t, e): pk for pk, t, e in inserted}
     routes: dict[tuple[int, str], list[int]] = {}
     rows: list[dict[str, object]] = []
@@ -94,7 +70,7 @@ async def publish_events(
         )
     by_event: dict[int, list[DeliverySummary]] = {}
     if rows:
-        for delivery_id, event_pk, endpoint_id in await conn.execute(_INSERT_DELIVERIES, rows):
+        for delivery_id, event_pk, endpoint_id in await insert_deliveries(conn, rows):
             by_event.setdefault(event_pk, []).append(
                 DeliverySummary(id=delivery_id, endpoint_id=endpoint_id, status="pending")
             )

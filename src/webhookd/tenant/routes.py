@@ -5,7 +5,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from webhookd.deps import AdminDep, PrincipalDep, SecretsDep, SessionDep, WriteSessionDep
+from webhookd.deps import (
+    AdminDep,
+    KeyCacheDep,
+    PrincipalDep,
+    SecretsDep,
+    SessionDep,
+    WriteSessionDep,
+)
 from webhookd.routing import OrjsonRoute
 from webhookd.schemas import IdPath, IdQuery, Page
 from webhookd.tenant import service
@@ -62,19 +69,30 @@ async def get_tenant(tenant_id: IdPath, principal: PrincipalDep, session: Sessio
 
 @router.patch("/{tenant_id}", response_model=TenantRead)
 async def update_tenant(
-    tenant_id: IdPath, data: TenantUpdate, _: AdminDep, session: WriteSessionDep
+    tenant_id: IdPath,
+    data: TenantUpdate,
+    _: AdminDep,
+    session: WriteSessionDep,
+    key_cache: KeyCacheDep,
 ) -> TenantRead:
     """Change a tenant's name, email or rate limit (admin key)."""
+    key_cache.forget_on_commit(session, tenant_id)  # the cached rate limit
     tenant = await service.update_tenant(session, tenant_id=tenant_id, data=data)
     return TenantRead.model_validate(tenant)
 
 
 @router.post("/{tenant_id}/rotate-api-key", response_model=ApiKeyRotated)
 async def rotate_api_key(
-    tenant_id: IdPath, principal: PrincipalDep, session: WriteSessionDep, secrets: SecretsDep
+    tenant_id: IdPath,
+    principal: PrincipalDep,
+    session: WriteSessionDep,
+    secrets: SecretsDep,
+    key_cache: KeyCacheDep,
 ) -> ApiKeyRotated:
-    """Issue a new API key; the old one stops working immediately."""
+    """Issue a new API key; the old one stops working immediately (on other API processes,
+    within `WEBHOOKD_API_KEY_CACHE_SECONDS`)."""
     principal.check_tenant(tenant_id)
+    key_cache.forget_on_commit(session, tenant_id)
     tenant, api_key = await service.rotate_api_key(session, tenant_id=tenant_id, secrets=secrets)
     return ApiKeyRotated(id=tenant.id, api_key=api_key, api_key_prefix=tenant.api_key_prefix)
 

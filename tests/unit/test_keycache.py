@@ -1,0 +1,83 @@
+"""The cache of authenticated API keys: hits, expiry, invalidation, and its races."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+from webhookd.tenant.keycache import ApiKeyCache, AuthTenant
+
+ALICE = AuthTenant(id=1, rate_limit=100)
+BOB = AuthTenant(id=2, rate_limit=50)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_hit_lasts_ttl_seconds() -> None:
+    clock = Clock()
+    cache = ApiKeyCache(ttl=5, clock=clock)
+    assert cache.get("h1") is None
+    cache.put("h1", ALICE, generation=cache.generation)
+    clock.now += 4.9
+    assert cache.get("h1") == ALICE
+    clock.now += 0.1
+    assert cache.get("h1") is None
+
+
+def test_ttl_zero_never_caches() -> None:
+    cache = ApiKeyCache(ttl=0, clock=Clock())
+    cache.put("h1", ALICE, generation=cache.generation)
+    assert cache.get("h1") is None
+
+
+def test_forget_drops_only_that_tenant() -> None:
+    cache = ApiKeyCache(ttl=5, clock=Clock())
+    for key_hash, tenant in (("a1", ALICE), ("a2", ALICE), ("b1", BOB)):
+        cache.put(key_hash, tenant, generation=cache.generation)
+    cache.forget_tenant(ALICE.id)
+    assert (cache.get("a1"), cache.get("a2"), cache.get("b1")) == (None, None, BOB)
+
+
+def test_a_lookup_that_started_before_a_forget_is_not_stored() -> None:
+    cache = ApiKeyCache(ttl=5, clock=Clock())
+    started = cache.generation  # the lookup reads the row as it was before the change...
+    cache.forget_tenant(ALICE.id)  # ...the change commits meanwhile
+    cache.put("a1", ALICE, generation=started)
+    assert cache.get("a1") is None
+
+
+def test_bounded_size() -> None:
+    cache = ApiKeyCache(ttl=5, clock=Clock())
+    cache.MAX_ENTRIES = 3
+    for n in range(4):
+        cache.put(f"h{n}", ALICE, generation=cache.generation)
+    assert cache.get("h3") == ALICE
+    assert sum(cache.get(f"h{n}") is not None for n in range(4)) <= 3
+
+
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+def test_forget_on_commit_forgets_now_and_after_the_commit(outcome: str) -> None:
+    async def scenario() -> None:
+        engine = create_async_engine("sqlite+aiosqlite://")
+        cache = ApiKeyCache(ttl=5, clock=Clock())
+        cache.put("a1", ALICE, generation=cache.generation)
+        async with AsyncSession(engine) as session:
+            await session.connection()
+            cache.forget_on_commit(session, ALICE.id)
+            assert cache.get("a1") is None
+            # A lookup before the commit still reads the old row and may cache it...
+            cache.put("a1", ALICE, generation=cache.generation)
+            await getattr(session, outcome)()
+        # ...the commit forgets it again; a rollback changed nothing, so it may stay.
+        assert (cache.get("a1") is None) == (outcome == "commit")
+        await engine.dispose()
+
+    asyncio.run(scenario())
