@@ -40,6 +40,7 @@ from webhookd.ratelimit import (
 
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1 of loopback
 DEFAULT_PREFIX = "webhookd:ratelimit:"
+SERVER_PREFIX = f"webhookd-test-{uuid.uuid4().hex[:8]}:"  # the HTTP tests' server
 
 
 def sync_redis() -> redis.Redis:
@@ -365,7 +366,7 @@ def test_create_rate_limiter_picks_redis_when_a_url_is_set() -> None:
 def fresh_tenant_key(tenant_id: int) -> Iterator[str]:
     """The Redis key of a tenant's bucket, deleted before and after (fresh test databases all
     number their tenants from 1, so an earlier run may have left this key behind)."""
-    key = f"{DEFAULT_PREFIX}tenant:{tenant_id}"
+    key = f"{SERVER_PREFIX}tenant:{tenant_id}"
     with sync_redis() as client:
         client.delete(key)
         try:
@@ -378,7 +379,11 @@ def fresh_tenant_key(tenant_id: int) -> Iterator[str]:
 def redis_server(tmp_path_factory) -> Iterator[LiveServer]:
     require_service("redis")
     # A patient timeout: on a loaded CI machine a slow call would fail open and skew counts.
-    settings = {"redis_url": REDIS_URL, "rate_limit_redis_timeout": 2.0}
+    settings = {
+        "redis_url": REDIS_URL,
+        "rate_limit_redis_timeout": 2.0,
+        "rate_limit_redis_prefix": SERVER_PREFIX,  # apart from any other run on this Redis
+    }
     with running_server(tmp_path_factory, "redis", **settings) as srv:
         yield srv
 
@@ -500,7 +505,14 @@ def api_pairs(tmp_path_factory) -> Iterator[dict[str, list[ApiProcess]]]:
     try:
         for n in range(2):
             pairs["redis"].append(
-                ApiProcess({**env, "WEBHOOKD_REDIS_URL": REDIS_URL}, tmp / f"redis{n}.log")
+                ApiProcess(
+                    {
+                        **env,
+                        "WEBHOOKD_REDIS_URL": REDIS_URL,
+                        "WEBHOOKD_RATE_LIMIT_REDIS_PREFIX": SERVER_PREFIX,
+                    },
+                    tmp / f"redis{n}.log",
+                )
             )
             pairs["memory"].append(ApiProcess(env, tmp / f"memory{n}.log"))
         deadline = time.monotonic() + 30

@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     # publish ("open": let it through, "closed": 503), and the Redis socket timeout in seconds.
     rate_limit_failure_mode: Literal["open", "closed"] = "open"
     rate_limit_redis_timeout: float = Field(default=0.25, gt=0)
+    # Prefix of the bucket keys: deployments that share one Redis database keep apart.
+    rate_limit_redis_prefix: str = Field(default="webhookd:ratelimit:", max_length=100)
 
     @field_validator("database_url")
     @classmethod

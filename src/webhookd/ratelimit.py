@@ -241,6 +241,7 @@ def create_rate_limiter(settings: Settings) -> RateLimiter:
             settings.redis_url,
             failure_mode=settings.rate_limit_failure_mode,
             timeout=settings.rate_limit_redis_timeout,
+            prefix=settings.rate_limit_redis_prefix,
         )
     return MemoryRateLimiter()
 
