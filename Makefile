@@ -4,13 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format migrate receiver drills clean
+.PHONY: run test lint format migrate receiver bench bench-scale drills clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("webhookd needs Python 3.11+") if sys.version_info < (3, 11) else None'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	touch $(STAMP)
 
 run: $(STAMP)  ## start the API + in-process delivery workers on ./webhookd.db
@@ -20,18 +20,24 @@ test: $(STAMP)  ## the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
 
 migrate: $(STAMP)
 	$(BIN)/webhookd migrate
 
 receiver: $(STAMP)  ## a local receiver that prints webhooks and checks their signatures
 	$(BIN)/webhookd receiver --port $${RECEIVER_PORT:-9000}
+
+bench: $(STAMP)  ## throughput/latency vs ceilings of the same run (~15 min); BENCH_ARGS="--quick"
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-scale: $(STAMP)  ## backlogs of 10k and 100k; BENCH_ARGS="--sizes 1000000" for the long run
+	$(BIN)/python -m bench.scale $(BENCH_ARGS)
 
 drills: $(STAMP)  ## fault drills (docs/RELIABILITY.md): minutes; stop and start RabbitMQ and PostgreSQL
 	$(BIN)/python bench/drills/run.py $(if $(ONLY),--only $(ONLY)) $(if $(FLOOD),--flood $(FLOOD))

@@ -3,7 +3,10 @@
 Compares a bare aiohttp client, httpx.AsyncClient, and webhookd's own attempt function
 (signing + aiohttp with the SSRF-guarded connector settings) against the same receiver.
 
-    .venv/bin/python bench/client_ceiling.py [--requests 20000] [--concurrency 100]
+    .venv/bin/python -m bench.client_ceiling [--requests 20000] [--concurrency 100]
+
+(``make bench`` measures the delivery ceiling itself, bench/ceiling_client.py; this script
+compares clients.)
 """
 
 from __future__ import annotations
@@ -102,7 +105,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18081)
     args = parser.parse_args()
     receiver = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("receiver_asgi.py")), str(args.port)]
+        [sys.executable, "-m", "bench.receiver", str(args.port)],
+        cwd=Path(__file__).resolve().parent.parent,
     )
     time.sleep(1.5)
     url = f"http://127.0.0.1:{args.port}/hook"

@@ -1,155 +1,147 @@
-"""Embedded mode (SQLite, in-process workers), end to end through the real API.
-
-1. ingest: events/s accepted by POST /api/v1/events from concurrent publishers, with the
-   workers off (so the figure is the API alone);
-2. drain: the server restarts with workers on and delivers that backlog; deliveries/s
-   completed at the receiver.
-
-    .venv/bin/python bench/embedded.py [--events 5000] [--concurrency 50] [--receiver-delay 0]
-"""
+"""Embedded scenarios: ``webhookd serve`` on a SQLite file in a temporary directory, the
+in-process delivery engine, the bench receiver; everything through the public HTTP API."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
-import aiohttp
-import httpx
+from bench.config import RunConfig
+from bench.loadgen import ingest_run, paced
+from bench.procs import BenchError, Procs, ResourceSampler
+from bench.receiver import ReceiverClient, check_signatures, steady_rate
+from bench.webhookd_proc import (
+    PENDING_SQL,
+    Tenant,
+    base_env,
+    create_tenant,
+    sqlite_scalar,
+    start_serve,
+)
 
-ADMIN = "whadm_bench"
-HERE = Path(__file__).parent
+
+class EmbeddedSite:
+    """One SQLite database with a tenant whose endpoints all point at the receiver."""
+
+    def __init__(self, procs: Procs, tmp: Path, receiver: ReceiverClient, endpoints: int) -> None:
+        self.procs = procs
+        self.db = tmp / f"bench-{uuid.uuid4().hex[:6]}.db"
+        self.env = base_env(f"sqlite:///{self.db}")
+        self.receiver = receiver
+        server = start_serve(procs, self.env, workers=False)
+        urls = [receiver.url(f"/hook/{n}") for n in range(endpoints)]
+        self.tenant: Tenant = create_tenant(server.url, urls)
+        self.server = server
+
+    def restart(self, *, workers: bool) -> None:
+        self.procs.stop(self.server.proc)
+        self.server = start_serve(self.procs, self.env, workers=workers)
+
+    def pending(self) -> int:
+        return sqlite_scalar(self.db, PENDING_SQL)
 
 
-def start_server(db: Path, port: int, workers: bool) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "WEBHOOKD_DATABASE_URL": f"sqlite:///{db}",
-        "WEBHOOKD_ADMIN_KEY": ADMIN,
-        "WEBHOOKD_ENCRYPTION_KEY": "Zl8ZqL0bY2m7Y3c9d2k1bXhQeVRzV0x6cUhKc0F0b2c=",
-        "WEBHOOKD_API_KEY_PEPPER": "bench-pepper",
-        "WEBHOOKD_ALLOW_PRIVATE_TARGETS": "true",
-        "WEBHOOKD_RUN_WORKERS": "true" if workers else "false",
-        "WEBHOOKD_LOG_LEVEL": "WARNING",
+def ingest_and_drain(
+    cfg: RunConfig, receiver: ReceiverClient, *, endpoints: int = 1, delay: float = 0.0
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Ingest with workers off (the API alone), then restart with workers on and time the
+    drain of that backlog at the receiver, from the first delivery to the last."""
+    events = cfg.events if endpoints == 1 else max(1, cfg.events // endpoints)
+    with tempfile.TemporaryDirectory() as tmp, Procs() as procs:
+        site = EmbeddedSite(procs, Path(tmp), receiver, endpoints)
+        with ResourceSampler([site.server.pid]) as res:
+            result = ingest_run(cfg, site.server.url, site.tenant.api_key, max_events=events)
+        site.procs.stop(site.server.proc)
+        backlog = site.pending()
+        receiver.reset(delay=delay, secret=site.tenant.secret, sample=cfg.sample, detail=False)
+        site.server = start_serve(procs, site.env, workers=True)
+        with ResourceSampler([site.server.pid]) as drain_res:
+            stats = receiver.wait_for(backlog, timeout=cfg.timeout, what="embedded drain")
+    check_signatures(stats, "embedded drain")
+    ingest_figures = {**result.as_dict(), "resources": res.result()}
+    drain = {
+        "rate": steady_rate(receiver.arrivals()["times"]),
+        "backlog": backlog,
+        "endpoints": endpoints,
+        "duplicates": stats["duplicates"],
+        "resources": drain_res.result(),
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "webhookd", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_ready(f"http://127.0.0.1:{port}/ready")
-    return proc
+    return ingest_figures, drain
 
 
-async def publish(
-    url: str, api_key: str, events: int, concurrency: int
-) -> tuple[float, list[float]]:
-    latencies: list[float] = []
-    next_id = iter(range(events))
-    headers = {"X-API-Key": api_key, "Content-Type": "application/json"}
-    payload = '{"n": %d, "data": "' + "x" * 900 + '"}'
+def mixed(cfg: RunConfig, receiver: ReceiverClient) -> dict[str, Any]:
+    """Publishing and delivering at once: events/s in (load generator) and deliveries/s out
+    (receiver arrivals inside the publishing window); then everything must arrive."""
+    with tempfile.TemporaryDirectory() as tmp, Procs() as procs:
+        site = EmbeddedSite(procs, Path(tmp), receiver, 1)
+        site.restart(workers=True)
+        receiver.reset(secret=site.tenant.secret, sample=cfg.sample, detail=False)
+        with ResourceSampler([site.server.pid]) as res:
+            start = time.monotonic()
+            result = ingest_run(cfg, site.server.url, site.tenant.api_key)
+            end = time.monotonic()
+        out = sum(start <= t <= end for t in receiver.arrivals()["times"])
+        time.sleep(0.5)  # let answers still in flight commit
+        total = sqlite_scalar(site.db, "SELECT count(*) FROM deliveries")
+        drain_start = time.monotonic()
+        stats = receiver.wait_for(total, timeout=cfg.timeout, what="mixed: the rest")
+        catch_up = time.monotonic() - drain_start
+    check_signatures(stats, "mixed")
+    return {
+        "events_in": result.rate,
+        "deliveries_out": out / (end - start),
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "accepted": total,
+        "catch_up_seconds": round(catch_up, 2),
+        "duplicates": stats["duplicates"],
+        "resources": res.result(),
+    }
 
-    async def worker(session: aiohttp.ClientSession) -> None:
-        for n in next_id:
-            body = (
-                f'{{"event_id": "evt_{n}", "event_type": "bench.event", "payload": {payload % n}}}'
+
+def latency(cfg: RunConfig, receiver: ReceiverClient) -> dict[str, Any]:
+    """Open-loop publishing at a steady rate; publish send time → first arrival."""
+    with tempfile.TemporaryDirectory() as tmp, Procs() as procs:
+        site = EmbeddedSite(procs, Path(tmp), receiver, 1)
+        site.restart(workers=True)
+        receiver.reset(secret=site.tenant.secret, sample=cfg.sample, detail=True)
+        with ResourceSampler([site.server.pid]) as res:
+            start = time.monotonic()
+            sent, unanswered = paced(
+                site.server.url,
+                site.tenant.api_key,
+                rate=cfg.latency_rate,
+                duration=cfg.latency_seconds,
+                prefix=f"l{uuid.uuid4().hex[:6]}",
             )
-            start = time.perf_counter()
-            async with session.post(f"{url}/api/v1/events", data=body, headers=headers) as r:
-                await r.read()
-                assert r.status == 202, r.status
-            latencies.append(time.perf_counter() - start)
-
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    return events / elapsed, latencies
-
-
-def wait_ready(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
-
-
-def create_tenant_and_endpoint(url: str, recv_port: int) -> str:
-    """A tenant with no practical rate limit and one endpoint at the receiver; its API key."""
-    tenant = httpx.post(
-        f"{url}/api/v1/tenants",
-        headers={"X-Admin-Key": ADMIN},
-        json={"name": "bench", "email": "b@example.com", "rate_limit": 1_000_000},
-    ).json()
-    httpx.post(
-        f"{url}/api/v1/tenants/{tenant['id']}/endpoints",
-        headers={"X-API-Key": tenant["api_key"]},
-        json={"url": f"http://127.0.0.1:{recv_port}/hook"},
-    ).raise_for_status()
-    return str(tenant["api_key"])
-
-
-def received(port: int) -> int:
-    return int(httpx.get(f"http://127.0.0.1:{port}/").text)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--receiver-delay", type=float, default=0.0)
-    args = parser.parse_args()
-    api_port, recv_port = 18100, 18101
-    receiver = subprocess.Popen(
-        [sys.executable, str(HERE / "receiver_asgi.py"), str(recv_port), str(args.receiver_delay)]
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "bench.db"
-        server = start_server(db, api_port, workers=False)
-        try:
-            url = f"http://127.0.0.1:{api_port}"
-            api_key = create_tenant_and_endpoint(url, recv_port)
-            rate, latencies = asyncio.run(publish(url, api_key, args.events, args.concurrency))
-            q = statistics.quantiles(latencies, n=100)
-            p50, p99 = q[49] * 1000, q[98] * 1000
-            print(f"ingest: {rate:,.0f} events/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms")
-        finally:
-            server.terminate()
-            server.wait()
-        before = received(recv_port)
-        start = time.perf_counter()
-        server = start_server(db, api_port, workers=True)
-        ready = time.perf_counter()
-        at_ready = received(recv_port) - before
-        try:
-            while received(recv_port) - before < args.events:
-                if time.perf_counter() - start > 600:
-                    raise RuntimeError("drain did not finish in 10 minutes")
-                time.sleep(0.02)
-            done = time.perf_counter()
-            steady = (args.events - at_ready) / (done - ready)
-            print(
-                f"drain: {args.events:,} deliveries in {done - start:.2f} s incl. process start; "
-                f"{steady:,.0f} deliveries/s once ready ({at_ready:,} delivered during start-up)"
-            )
-        finally:
-            server.terminate()
-            server.wait()
-            receiver.terminate()
-
-
-if __name__ == "__main__":
-    main()
+            answered = time.monotonic() - start
+            stats = receiver.wait_for(len(sent), timeout=cfg.timeout, what="latency run")
+    check_signatures(stats, "latency")
+    arrived = receiver.arrivals()["first_arrival"]
+    missing = [e for e in sent if e not in arrived]
+    if missing:
+        raise BenchError(f"latency: {len(missing)} accepted events never arrived: {missing[:3]}")
+    lat = sorted((arrived[e] - t) * 1000 for e, (t, _) in sent.items())
+    q = statistics.quantiles(lat, n=100)
+    # Where the time goes: waiting for the 202 (publish), then from the 202 to the receiver.
+    publish_ms = statistics.median((a - t) * 1000 for t, a in sent.values())
+    after_ms = statistics.median((arrived[e] - a) * 1000 for e, (_, a) in sent.items())
+    return {
+        "rate": cfg.latency_rate,
+        "events": len(sent),
+        # Below the offered rate when the server cannot keep up: latency is then queueing.
+        "accepted_rate": len(sent) / answered,
+        "unanswered": unanswered,  # no answer within 2 minutes: the server was overloaded
+        "p50_ms": q[49],
+        "p95_ms": q[94],
+        "p99_ms": q[98],
+        "max_ms": lat[-1],
+        "publish_p50_ms": publish_ms,
+        "after_202_p50_ms": after_ms,
+        "duplicates": stats["duplicates"],
+        "resources": res.result(),
+    }

@@ -30,9 +30,22 @@ def upgrade() -> None:
             sqlite_where=sa.text(LIVE),
             postgresql_where=sa.text(LIVE),
         )
+    if op.get_bind().dialect.name == "postgresql":
+        # A queue table: every delivery updates its row twice and leaves dead entries in
+        # the claim index until VACUUM removes them; vacuum it after ~2 % of rows changed
+        # (the default waits for 20 %), so claims don't wade through them.
+        op.execute(
+            "ALTER TABLE deliveries SET (autovacuum_vacuum_scale_factor = 0.02, "
+            "autovacuum_analyze_scale_factor = 0.05)"
+        )
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "ALTER TABLE deliveries RESET (autovacuum_vacuum_scale_factor, "
+            "autovacuum_analyze_scale_factor)"
+        )
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.drop_index(
             "ix_deliveries_queue", sqlite_where=sa.text(LIVE), postgresql_where=sa.text(LIVE)

@@ -1,0 +1,67 @@
+"""Ingest ceiling (b): the publish route of webhookd without a database.
+
+Same request model (``webhookd.event.schemas.EventCreate``), the same ``X-API-Key`` header
+dependency (checked against a constant), a 202 JSON answer of the same shape
+(``EventAccepted``), served exactly as ``webhookd serve`` serves: uvicorn, 1 worker,
+uvloop, httptools, no access log.
+
+    python -m bench.ceiling_app PORT
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import sys
+from typing import Annotated
+
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.security import APIKeyHeader
+
+from webhookd.event.schemas import DeliverySummary, EventAccepted, EventCreate
+
+API_KEY = "whk_ceiling"
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+app = FastAPI()
+ids = itertools.count(1)
+
+
+async def tenant(key: Annotated[str | None, Depends(api_key_header)]) -> int:
+    if key != API_KEY:
+        raise HTTPException(401, "invalid API key")
+    return 1
+
+
+@app.post("/api/v1/events", status_code=202, response_model=EventAccepted)
+async def publish_event(
+    data: EventCreate, tenant_id: Annotated[int, Depends(tenant)]
+) -> EventAccepted:
+    pk = next(ids)
+    return EventAccepted(
+        id=pk,
+        event_id=data.event_id,
+        event_type=data.event_type,
+        created_at=dt.datetime.now(dt.UTC),
+        deliveries=[DeliverySummary(id=pk, endpoint_id=tenant_id, status="pending")],
+        duplicate=False,
+    )
+
+
+@app.get("/ready")
+async def ready() -> dict[str, bool]:
+    return {"ok": True}
+
+
+if __name__ == "__main__":
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )

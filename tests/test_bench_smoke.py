@@ -1,0 +1,63 @@
+"""The benchmark harness, tiny: it must count correctly and write its results. No speed is
+asserted here (targets live in the benchmark itself, docs/BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from bench import run
+from bench.embedded import EmbeddedSite
+from bench.loadgen import publish
+from bench.procs import Procs
+from bench.receiver import ReceiverClient
+from bench.report import render_benchmark, update_doc
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_accepted_event_arrives_once_per_endpoint_signed(tmp_path: Path) -> None:
+    event_ids = [f"smoke-{n}" for n in range(200)]
+    with Procs() as procs:
+        receiver = ReceiverClient(procs)
+        site = EmbeddedSite(procs, tmp_path, receiver, endpoints=2)
+        site.restart(workers=True)
+        receiver.reset(secret=site.tenant.secret, sample=10, detail=True)
+        accepted = publish(site.server.url, site.tenant.api_key, event_ids)
+        receiver.wait_for(2 * len(accepted), timeout=45, what="smoke deliveries")
+        stats = receiver.stats()
+        arrivals = receiver.arrivals()
+    assert sorted(accepted) == sorted(event_ids)
+    counts = {(path, event): n for path, event, n in arrivals["per_endpoint"]}
+    assert counts == {(f"/hook/{k}", e): 1 for k in range(2) for e in event_ids}
+    assert stats["duplicates"] == 0
+    assert stats["sig_failed"] == 0, stats["sig_errors"]
+    assert stats["sig_checked"] == 40  # one in 10 of 400
+
+
+def test_harness_writes_results_and_regenerates_the_doc(tmp_path: Path) -> None:
+    out, doc = tmp_path / "latest.json", tmp_path / "BENCHMARKS.md"
+    shutil.copy(ROOT / "docs" / "BENCHMARKS.md", doc)
+    code = run.main(
+        ["--quick", "--rounds", "1", "--only", "ceiling.delivery", "embedded.drain"]
+        + ["--events", "200", "--ingest-seconds", "1", "--ceiling-requests", "500"]
+        + ["--output", str(out), "--doc", str(doc)]
+    )
+    assert code == 0
+    data = json.loads(out.read_text())["benchmark"]
+    assert data["errors"] == []
+    assert {"ceiling.delivery", "embedded.ingest", "embedded.drain"} <= set(data["scenarios"])
+    (drain,) = data["scenarios"]["embedded.drain"]["rounds"]
+    assert drain["backlog"] > 0 and drain["duplicates"] == 0
+    assert data["scenarios"]["ceiling.delivery"]["median"]["rate"] > 0
+    assert data["machine"]["cores"] and data["machine"]["python"]
+    delivery = next(t for t in data["targets"] if t["key"] == "embedded_delivery")
+    assert delivery["measured"] is not None and delivery["met"] in (True, False)
+    assert "embedded drain, instant receiver" in render_benchmark(data)
+    assert "embedded drain, instant receiver" in doc.read_text()
+    update_doc(doc, out)  # idempotent: markers survive a regeneration
+    assert doc.read_text().count("<!-- bench:scenarios:start -->") == 1
