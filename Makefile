@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format migrate receiver bench bench-scale clean
+.PHONY: run test lint format migrate receiver bench bench-scale drills clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("webhookd needs Python 3.11+") if sys.version_info < (3, 11) else None'
@@ -38,6 +38,9 @@ bench: $(STAMP)  ## throughput/latency vs ceilings of the same run (~15 min); BE
 
 bench-scale: $(STAMP)  ## backlogs of 10k and 100k; BENCH_ARGS="--sizes 1000000" for the long run
 	$(BIN)/python -m bench.scale $(BENCH_ARGS)
+
+drills: $(STAMP)  ## fault drills (docs/RELIABILITY.md): minutes; stop and start RabbitMQ and PostgreSQL
+	$(BIN)/python bench/drills/run.py $(if $(ONLY),--only $(ONLY)) $(if $(FLOOD),--flood $(FLOOD))
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
