@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     delivery_concurrency: int = Field(default=200, ge=1, le=10_000)
     # At most this many attempts in flight to one endpoint per process, so that a slow
     # endpoint holds a few slots, never the whole engine (head-of-line isolation).
-    endpoint_concurrency: int = Field(default=50, ge=1, le=10_000)
+    endpoint_concurrency: int = Field(default=100, ge=1, le=10_000)
     claim_batch_size: int = Field(default=100, ge=1, le=5_000)
     lease_seconds: float = Field(default=60.0, gt=0)
     poll_interval: float = Field(default=1.0, gt=0)

@@ -70,13 +70,15 @@ async def claim_due(
     box: SecretBox,
     in_flight: Mapping[int, int] | None = None,
     endpoint_cap: int | None = None,
-) -> list[Job]:
+) -> Claim:
     """Lease up to ``limit`` due deliveries to ``owner`` and load what sending them needs.
     Rows leased by someone else are not due: skipped.
 
     With ``endpoint_cap``, no endpoint gets more than the cap in flight counting
     ``in_flight`` (this process's attempts per endpoint): a slow endpoint holds at most
-    that many slots, never the whole engine. What does not fit stays due for later.
+    that many slots, never the whole engine. What does not fit stays due for later; the
+    endpoints it belongs to (and those already at their cap) are in ``Claim.held_back``,
+    so that the engine claims again when they have room.
     """
     busy = dict(in_flight or {})
     saturated = (
@@ -90,18 +92,26 @@ async def claim_due(
     if saturated:
         params["saturated"] = saturated
     chosen: list[int] = []
+    held_back = set(saturated)
     for delivery_id, endpoint_id in await conn.execute(query, params):
         if endpoint_cap is not None:
             if busy.get(endpoint_id, 0) >= endpoint_cap:
+                held_back.add(endpoint_id)
                 continue
             busy[endpoint_id] = busy.get(endpoint_id, 0) + 1
         chosen.append(delivery_id)
         if len(chosen) == limit:
             break
     if not chosen:
-        return []
+        return Claim([], held_back)
     await conn.execute(_LEASE, {"ids": chosen, "owner": owner, "until": now + lease, "now": now})
-    return await load_jobs(conn, chosen, box=box, now=now)
+    return Claim(await load_jobs(conn, chosen, box=box, now=now), held_back)
+
+
+@dataclass(slots=True)
+class Claim:
+    jobs: list[Job]
+    held_back: set[int]  # endpoints with due rows (possibly) left behind by their cap
 
 
 def _signing_secrets(row: Any, box: SecretBox, now: dt.datetime) -> tuple[str, ...]:
