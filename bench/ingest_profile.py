@@ -1,10 +1,11 @@
 """Ingest throughput of ``POST /api/v1/events`` against the no-database FastAPI ceiling.
 
-Starts, one after the other under the same uvicorn settings (1 process, uvloop, httptools,
-no access log): a no-database FastAPI app with the same request model (the ceiling), then
+Starts, one after the other: the benchmark's no-database ceiling (``bench/ceiling_app.py``),
+then
 ``webhookd serve`` (workers off: the API alone) on SQLite or PostgreSQL with a tenant
-(rate limit out of reach) and one endpoint; loads each with ``wrk`` (unique event ids,
-~1 KB payloads) and prints requests/s, p50/p99 and server CPU per request.
+(rate limit out of reach) and one endpoint; loads each with the benchmark's load
+generator (``bench/loadgen.py``: wrk and ``bench/ingest.lua``) and prints requests/s,
+p50/p99 and the server's CPU per request, the figure that stays readable on a busy machine.
 
     .venv/bin/python -m bench.ingest_profile [--db sqlite|postgresql] [--duration 10]
         [--connections 64] [--rounds 1] [--profile prof.svg|prof.txt]
@@ -17,23 +18,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from bench.procs import http_ok, wait_until
+from bench.ceiling_app import API_KEY as CEILING_KEY
+from bench.loadgen import ingest
+from bench.procs import free_port, http_ok, wait_until
 from bench.webhookd_proc import ADMIN_KEY as ADMIN
 from bench.webhookd_proc import create_tenant
-from webhookd.event.schemas import EventCreate
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -42,94 +43,16 @@ def wait_ready(url: str) -> None:
     wait_until(lambda: http_ok(url), timeout=60, what=url)
 
 
-WRK_SCRIPT = r"""
-local counter = 0
-local prefix = string.format("%d_%d", os.time(), math.random(1, 1000000000))
-local pad = string.rep("x", 900)
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["X-API-Key"] = os.getenv("BENCH_API_KEY") or "none"
-
-request = function()
-  counter = counter + 1
-  local body = '{"event_id":"evt_' .. prefix .. '_' .. counter ..
-    '","event_type":"bench.event","payload":{"n":' .. counter .. ',"data":"' .. pad .. '"}}'
-  return wrk.format(nil, "/api/v1/events", nil, body)
-end
-
-done = function(summary, latency, requests)
-  io.write(string.format(
-    'RESULT {"requests": %d, "seconds": %f, "non2xx": %d, "socket_errors": %d, ' ..
-    '"p50_ms": %f, "p99_ms": %f}\n',
-    summary.requests, summary.duration / 1e6, summary.errors.status,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
-end
-"""
-
-
-def ceiling_app():  # noqa: ANN201
-    """FastAPI, the same request model, no database: what the framework alone allows."""
-    from fastapi import FastAPI
-
-    app = FastAPI()
-
-    @app.post("/api/v1/events", status_code=202)
-    async def publish(data: EventCreate) -> dict[str, object]:
-        return {"event_id": data.event_id, "event_type": data.event_type, "duplicate": False}
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    return app
-
-
-def run_ceiling(port: int) -> None:
-    import uvicorn
-
-    uvicorn.run(
-        ceiling_app(),
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
+def wrk(port: int, duration: int, connections: int, api_key: str) -> dict[str, Any]:
+    """The benchmark's own load (bench/ingest.lua through bench.loadgen)."""
+    result = ingest(
+        f"http://127.0.0.1:{port}",
+        api_key,
+        duration=duration,
+        connections=connections,
+        prefix=f"p{uuid.uuid4().hex[:8]}",
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wrk(port: int, duration: int, connections: int, api_key: str) -> dict[str, float]:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
-        fh.write(WRK_SCRIPT)
-    try:
-        out = subprocess.run(
-            [
-                "wrk",
-                "-t1",
-                f"-c{connections}",
-                f"-d{duration}s",
-                "-s",
-                fh.name,
-                f"http://127.0.0.1:{port}",
-            ],
-            env={**os.environ, "BENCH_API_KEY": api_key},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    finally:
-        os.unlink(fh.name)
-    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
-    result: dict[str, float] = json.loads(line[len("RESULT ") :])
-    result["rate"] = result["requests"] / result["seconds"]
-    return result
+    return result.as_dict()
 
 
 def measure(
@@ -203,12 +126,7 @@ def main() -> None:
     parser.add_argument("--redis", help="WEBHOOKD_REDIS_URL (needed by --api-workers > 1)")
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--profile", help="py-spy flame graph of webhookd (last round)")
-    parser.add_argument("--ceiling-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.ceiling_server:
-        run_ceiling(args.ceiling_server)
-        return
-
     ceilings: list[dict[str, float]] = []
     results: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -216,12 +134,10 @@ def main() -> None:
             print(f"round {round_ + 1}/{args.rounds}", flush=True)
             port = free_port()
             if not args.no_ceiling:
-                ceiling = subprocess.Popen(
-                    [sys.executable, "-m", "bench.ingest_profile", "--ceiling-server", str(port)]
-                )
+                ceiling = subprocess.Popen([sys.executable, "-m", "bench.ceiling_app", str(port)])
                 try:
-                    wait_ready(f"http://127.0.0.1:{port}/health")
-                    ceilings.append(measure(ceiling, port, args, "none", "ceiling"))
+                    wait_ready(f"http://127.0.0.1:{port}/ready")
+                    ceilings.append(measure(ceiling, port, args, CEILING_KEY, "ceiling"))
                 finally:
                     stop(ceiling)
             if args.db == "sqlite":
