@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd.config import Settings
@@ -103,15 +103,7 @@ async def delete_endpoint(session: AsyncSession, *, tenant_id: int, endpoint_id:
     await session.flush()
 
 
-_ACTIVE_ENDPOINTS = select(Endpoint.id, Endpoint.event_types).where(
-    Endpoint.tenant_id == bindparam("tenant_id"), Endpoint.is_active.is_(True)
-)
-
-
-async def matching_endpoint_ids(
-    session: AsyncSession, *, tenant_id: int, event_type: str
-) -> list[int]:
-    """Routing: the tenant's active endpoints subscribed to ``event_type`` (or to everything)."""
-    conn = await session.connection()
-    rows = await conn.execute(_ACTIVE_ENDPOINTS, {"tenant_id": tenant_id})
-    return [eid for eid, types in rows if not types or event_type in types]
+def subscribed(event_types: list[str] | None, event_type: str) -> bool:
+    """Routing: an endpoint gets an event type it subscribed to, or every type if it
+    subscribed to none."""
+    return not event_types or event_type in event_types

@@ -1,8 +1,10 @@
 """The publish inserts: events (a conflict on (tenant_id, event_id) is a duplicate) and
-their delivery rows, as multi-row statements with RETURNING.
+their delivery rows, one statement each with RETURNING.
 
-PostgreSQL: SQLAlchemy Core statements built once at import. SQLite: the same inserts as
-plain SQL on the driver connection (see below).
+PostgreSQL: one fixed statement per table that takes the batch as arrays (``unnest``), so it
+is prepared once per connection whatever the batch size, and the values shared by the whole
+batch (the timestamp, a new delivery's state) are sent once instead of once per row.
+SQLite: the same inserts as plain SQL on the driver connection (see below).
 """
 
 from __future__ import annotations
@@ -13,23 +15,34 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+import orjson
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from webhookd.db import driver_converter
 from webhookd.event.schemas import EventCreate
-from webhookd.models import Delivery, Event
+from webhookd.models import Delivery, DeliveryStatus, Event
 
-# Statements built once: building them costs more than running them on SQLite.
-_INSERT_EVENTS = (
-    pg_insert(Event)
-    .on_conflict_do_nothing(index_elements=["tenant_id", "event_id"])
-    .returning(Event.id, Event.tenant_id, Event.event_id)
+# A new delivery row: (tenant_id, event pk, endpoint_id, queue_key); the rest of the row is
+# the same for every new delivery (pending, due now).
+NewDelivery = tuple[int, int, int, int]
+
+_PG_INSERT_EVENTS = text(
+    "INSERT INTO events (tenant_id, event_id, event_type, payload, created_at) "
+    "SELECT t, e, ty, p::json, CAST(:now AS timestamptz) "
+    "FROM unnest(CAST(:tenants AS bigint[]), CAST(:ids AS text[]), CAST(:types AS text[]), "
+    "CAST(:payloads AS text[])) AS u(t, e, ty, p) "
+    "ON CONFLICT (tenant_id, event_id) DO NOTHING RETURNING id, tenant_id, event_id"
 )
-_INSERT_DELIVERIES = insert(Delivery).returning(
-    Delivery.id, Delivery.event_id, Delivery.endpoint_id, sort_by_parameter_order=True
+_PG_INSERT_DELIVERIES = text(
+    "INSERT INTO deliveries (tenant_id, event_id, endpoint_id, queue_key, status, "
+    "attempt_count, cycle, next_attempt_at, created_at, updated_at) "
+    "SELECT t, e, ep, q, :status, 0, 1, CAST(:now AS timestamptz), CAST(:now AS timestamptz), "
+    "CAST(:now AS timestamptz) "
+    "FROM unnest(CAST(:tenants AS bigint[]), CAST(:events AS bigint[]), "
+    "CAST(:endpoints AS bigint[]), CAST(:keys AS bigint[])) AS u(t, e, ep, q) "
+    "RETURNING id, event_id, endpoint_id"
 )
 
 
@@ -39,26 +52,33 @@ async def insert_events(
     """Insert the batch's events; (id, tenant_id, event_id) of those that were new."""
     if conn.dialect.name == "sqlite":
         return await _sqlite_insert_events(conn, batch, now)
-    rows = [
-        {
-            "tenant_id": tenant_id,
-            "event_id": data.event_id,
-            "event_type": data.event_type,
-            "payload": data.payload,
-            "created_at": now,
-        }
-        for tenant_id, data in batch
-    ]
-    return list(await conn.execute(_INSERT_EVENTS, rows))
+    params = {
+        "now": now,
+        "tenants": [tenant_id for tenant_id, _ in batch],
+        "ids": [data.event_id for _, data in batch],
+        "types": [data.event_type for _, data in batch],
+        "payloads": [orjson.dumps(data.payload).decode() for _, data in batch],
+    }
+    return [tuple(row) for row in await conn.execute(_PG_INSERT_EVENTS, params)]
 
 
 async def insert_deliveries(
-    conn: AsyncConnection, rows: list[dict[str, Any]]
+    conn: AsyncConnection, rows: list[NewDelivery], now: dt.datetime
 ) -> list[tuple[Any, ...]]:
-    """Insert delivery rows; (id, event_id, endpoint_id) of each, in id order."""
+    """Insert new deliveries, pending and due at ``now``; (id, event_id, endpoint_id) of
+    each, in id order."""
     if conn.dialect.name == "sqlite":
-        return sorted(await _sqlite_insert_deliveries(conn, rows))
-    return sorted(await conn.execute(_INSERT_DELIVERIES, rows))
+        return sorted(await _sqlite_insert_deliveries(conn, rows, now))
+    tenants, events, endpoints, keys = zip(*rows, strict=True)
+    params = {
+        "now": now,
+        "status": DeliveryStatus.PENDING.value,
+        "tenants": list(tenants),
+        "events": list(events),
+        "endpoints": list(endpoints),
+        "keys": list(keys),
+    }
+    return sorted(tuple(row) for row in await conn.execute(_PG_INSERT_DELIVERIES, params))
 
 
 # SQLite: the same inserts as plain SQL on the driver connection. SQLAlchemy's per-row
@@ -117,23 +137,10 @@ async def _sqlite_insert_events(
 
 
 async def _sqlite_insert_deliveries(
-    conn: AsyncConnection, rows: list[dict[str, Any]]
+    conn: AsyncConnection, rows: list[NewDelivery], now: dt.datetime
 ) -> list[tuple[Any, ...]]:
-    stamp = functools.cache(driver_converter(conn, Delivery.__table__.c.created_at))  # one `now`
-    values = [
-        (
-            r["tenant_id"],
-            r["event_id"],
-            r["endpoint_id"],
-            str(r["status"]),
-            r["attempt_count"],
-            r["cycle"],
-            stamp(r["next_attempt_at"]),
-            r["queue_key"],
-            stamp(r["created_at"]),
-            stamp(r["updated_at"]),
-        )
-        for r in rows
-    ]
+    stamp = driver_converter(conn, Delivery.__table__.c.created_at)(now)
+    pending = DeliveryStatus.PENDING.value
+    values = [(t, e, ep, pending, 0, 1, stamp, q, stamp, stamp) for t, e, ep, q in rows]
     suffix = "RETURNING id, event_id, endpoint_id"
     return await _sqlite_fetch(conn, "deliveries", _DELIVERY_COLUMNS, values, suffix)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from webhookd.db import utcnow
 from webhookd.delivery import fairness
-from webhookd.endpoint.service import matching_endpoint_ids
+from webhookd.endpoint.service import subscribed
 from webhookd.errors import NotFound
-from webhookd.event.inserts import insert_deliveries, insert_events
+from webhookd.event.inserts import NewDelivery, insert_deliveries, insert_events
 from webhookd.event.schemas import DeliverySummary, EventAccepted, EventCreate
-from webhookd.models import Attempt, Delivery, DeliveryStatus, Event
+from webhookd.models import Attempt, Delivery, Endpoint, Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,16 +28,17 @@ async def publish_events(
     session: AsyncSession, *, batch: Sequence[tuple[int, EventCreate]]
 ) -> list[Published]:
     """Publish several (tenant_id, event) at once: one multi-row insert of the events (a
-    conflict on (tenant, event_id) means a duplicate), one routing query per tenant, one
-    multi-row insert of the deliveries. Results are in the order of ``batch``."""
+    conflict on (tenant, event_id) means a duplicate), one routing query for the tenants
+    with new events, one multi-row insert of the deliveries. Results are in the order of
+    ``batch``."""
     now = utcnow()
     conn = await session.connection()  # Core on the hot path: no ORM unit of work needed
     inserted = await insert_events(conn, batch, now)
     new_events = {(t, e): pk for pk, t, e in inserted}
+    endpoints, virtual_time = await _routing(conn, {t for _, t, _ in inserted}, now)
     routes: dict[tuple[int, str], list[int]] = {}
-    rows: list[dict[str, object]] = []
+    rows: list[NewDelivery] = []
     routed: set[int] = set()  # the same event twice in one batch is delivered once
-    virtual_time: int | None = None
     for tenant_id, data in batch:
         event_pk = new_events.get((tenant_id, data.event_id))
         if event_pk is None or event_pk in routed:
@@ -44,33 +46,22 @@ async def publish_events(
         routed.add(event_pk)
         key = (tenant_id, data.event_type)
         if key not in routes:
-            routes[key] = await matching_endpoint_ids(
-                session, tenant_id=tenant_id, event_type=data.event_type
-            )
+            routes[key] = [
+                endpoint_id
+                for endpoint_id, types in endpoints.get(tenant_id, ())
+                if subscribed(types, data.event_type)
+            ]
         endpoint_ids = routes[key]
         if not endpoint_ids:
             continue
-        if virtual_time is None:
-            virtual_time = await fairness.virtual_time(conn, now)
         queue_keys = fairness.CLOCK.assign(tenant_id, len(endpoint_ids), virtual_time)
         rows.extend(
-            {
-                "tenant_id": tenant_id,
-                "event_id": event_pk,
-                "endpoint_id": endpoint_id,
-                "status": DeliveryStatus.PENDING,
-                "attempt_count": 0,
-                "cycle": 1,
-                "next_attempt_at": now,
-                "queue_key": queue_key,
-                "created_at": now,
-                "updated_at": now,
-            }
+            (tenant_id, event_pk, endpoint_id, queue_key)
             for endpoint_id, queue_key in zip(endpoint_ids, queue_keys, strict=True)
         )
     by_event: dict[int, list[DeliverySummary]] = {}
     if rows:
-        for delivery_id, event_pk, endpoint_id in await insert_deliveries(conn, rows):
+        for delivery_id, event_pk, endpoint_id in await insert_deliveries(conn, rows, now):
             by_event.setdefault(event_pk, []).append(
                 DeliverySummary(id=delivery_id, endpoint_id=endpoint_id, status="pending")
             )
@@ -95,6 +86,29 @@ async def publish_events(
         )
         results.append(Published(accepted, [d.id for d in summaries]))
     return results
+
+
+_ROUTING = (
+    select(Endpoint.tenant_id, Endpoint.id, Endpoint.event_types, fairness.HEAD)
+    .where(Endpoint.tenant_id.in_(bindparam("tenants", expanding=True)))
+    .where(Endpoint.is_active.is_(True))
+    .order_by(Endpoint.id)
+)
+
+
+async def _routing(
+    conn: AsyncConnection, tenant_ids: set[int], now: dt.datetime
+) -> tuple[dict[int, list[tuple[int, list[str] | None]]], int]:
+    """The tenants' active endpoints as (id, event_types), and the queue's virtual time, in
+    one round trip."""
+    endpoints: dict[int, list[tuple[int, list[str] | None]]] = {}
+    head: int | None = None
+    if tenant_ids:
+        rows = await conn.execute(_ROUTING, {"tenants": sorted(tenant_ids)})
+        for tenant_id, endpoint_id, types, queue_head in rows:
+            endpoints.setdefault(tenant_id, []).append((endpoint_id, types))
+            head = queue_head  # the same on every row
+    return endpoints, fairness.virtual_time(head, now)
 
 
 async def _existing(session: AsyncSession, *, tenant_id: int, event_id: str) -> EventAccepted:
