@@ -9,14 +9,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
-from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd.config import Settings
 from webhookd.db import Database
 from webhookd.errors import AppError, NotFound, Unauthorized
 from webhookd.event.batcher import PublishBatcher
-from webhookd.models import Tenant
 from webhookd.queue.base import DeliveryQueue
 from webhookd.ratelimit import RateLimiter
 from webhookd.security import ServerSecrets, hash_api_key, keys_equal
@@ -118,27 +116,13 @@ async def require_admin(
         raise _auth_failed(request, "invalid admin key")
 
 
-_TENANT_BY_KEY_HASH = select(Tenant.id, Tenant.rate_limit).where(
-    Tenant.api_key_hash == bindparam("h")
-)
-
-
 async def _tenant_for_key(request: Request, api_key: str) -> AuthTenant | None:
-    """The key's tenant: from this process's cache of authenticated keys, else a Core query
-    on a bare connection (this runs on every tenant request)."""
+    """The key's tenant: from this process's cache of authenticated keys, else from the
+    database (this runs on every tenant request)."""
     state = request.app.state
     cache: ApiKeyCache = state.key_cache
     key_hash = hash_api_key(api_key, state.secrets.pepper)
-    tenant = cache.get(key_hash)
-    if tenant is None:
-        generation = cache.generation
-        async with state.db.engine.connect() as conn:
-            row = (await conn.execute(_TENANT_BY_KEY_HASH, {"h": key_hash})).first()
-        if row is None:
-            return None  # never cached: every wrong key goes to the database and is counted
-        tenant = AuthTenant(row.id, row.rate_limit)
-        cache.put(key_hash, tenant, generation=generation)
-    return tenant
+    return cache.get(key_hash) or await cache.load(key_hash)
 
 
 async def require_tenant(

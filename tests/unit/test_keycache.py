@@ -81,3 +81,71 @@ def test_forget_on_commit_forgets_now_and_after_the_commit(outcome: str) -> None
         await engine.dispose()
 
     asyncio.run(scenario())
+
+
+class Lookups:
+    """A lookup that answers from a dict and counts its calls."""
+
+    def __init__(self, rows: dict[str, AuthTenant]) -> None:
+        self.rows = rows
+        self.calls = 0
+
+    async def __call__(self, key_hash: str) -> AuthTenant | None:
+        self.calls += 1
+        await asyncio.sleep(0)
+        return self.rows.get(key_hash)
+
+
+@pytest.mark.parametrize(
+    ("found", "at_expiry"),
+    [(ALICE, ALICE), (BOB, BOB), (None, None)],  # still valid, changed, rotated away
+)
+def test_an_entry_in_use_is_renewed_before_it_expires(
+    found: AuthTenant | None, at_expiry: AuthTenant | None
+) -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        lookups = Lookups({"a1": found} if found else {})
+        cache = ApiKeyCache(ttl=4, lookup=lookups, clock=clock)
+        cache.put("a1", ALICE, generation=cache.generation)
+        clock.now += 2.9
+        assert cache.get("a1") == ALICE
+        assert lookups.calls == 0  # not yet three quarters of the ttl
+        clock.now += 0.1
+        assert [cache.get("a1") for _ in range(50)] == [ALICE] * 50  # keeps serving...
+        await asyncio.sleep(0.01)
+        assert lookups.calls == 1  # ...while one renewal runs, not one per request
+        clock.now += 1.5  # past the first entry's expiry
+        assert cache.get("a1") == at_expiry
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_renewal_leaves_the_entry_to_expire() -> None:
+    async def failing(key_hash: str) -> AuthTenant | None:
+        raise ConnectionError("database down")
+
+    async def scenario() -> None:
+        clock = Clock()
+        cache = ApiKeyCache(ttl=4, lookup=failing, clock=clock)
+        cache.put("a1", ALICE, generation=cache.generation)
+        clock.now += 3.5
+        assert cache.get("a1") == ALICE
+        await asyncio.sleep(0.01)
+        assert cache.get("a1") == ALICE
+        clock.now += 0.5
+        assert cache.get("a1") is None
+
+    asyncio.run(scenario())
+
+
+def test_load_caches_found_keys_only() -> None:
+    async def scenario() -> None:
+        lookups = Lookups({"a1": ALICE})
+        cache = ApiKeyCache(ttl=5, lookup=lookups, clock=Clock())
+        assert await cache.load("a1") == ALICE
+        assert await cache.load("nope") is None
+        assert (cache.get("a1"), cache.get("nope")) == (ALICE, None)
+        assert lookups.calls == 2
+
+    asyncio.run(scenario())

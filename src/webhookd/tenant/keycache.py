@@ -10,16 +10,24 @@ largest single cost of a publish. A hit skips the database; an entry lives ``ttl
 - Failed lookups are never cached: a wrong key always goes to the database, and the
   brute-force throttle counts it as before.
 - Only keyed hashes are kept, never keys.
+- A key in use is looked up again in the background once three quarters of its ``ttl`` have
+  passed, while its entry keeps serving: under steady load an entry is renewed before it
+  expires, so the requests in flight with one key never all miss at once (they did, every
+  ``ttl`` seconds, and that pause was the publish p99). No entry outlives its ``ttl``: a
+  renewal that finds the key gone drops the entry, and one that fails leaves it to expire.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, event, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from webhookd.models import Tenant
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +38,33 @@ class AuthTenant:
     rate_limit: int
 
 
+Lookup = Callable[[str], Awaitable[AuthTenant | None]]
+
+_TENANT_BY_KEY_HASH = select(Tenant.id, Tenant.rate_limit).where(
+    Tenant.api_key_hash == bindparam("h")
+)
+
+
+async def lookup_tenant(engine: AsyncEngine, key_hash: str) -> AuthTenant | None:
+    """The tenant whose key has this keyed hash: a Core query on a bare connection."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(_TENANT_BY_KEY_HASH, {"h": key_hash})).first()
+    return None if row is None else AuthTenant(row.id, row.rate_limit)
+
+
 class ApiKeyCache:
     MAX_ENTRIES = 100_000
+    RENEW_AFTER = 0.75  # of the ttl
 
-    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ttl: float, lookup: Lookup | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ttl = ttl
+        self._lookup = lookup
         self._clock = clock
-        self._entries: dict[str, tuple[AuthTenant, float]] = {}
+        # key hash -> (tenant, expires at, renew from)
+        self._entries: dict[str, tuple[AuthTenant, float, float]] = {}
+        self._renewing: dict[str, asyncio.Task[None]] = {}
         # Bumped by every forget: a lookup that started before a forget must not store what
         # it read (it may have read the row as it was before the change committed).
         self.generation = 0
@@ -45,10 +73,34 @@ class ApiKeyCache:
         entry = self._entries.get(key_hash)
         if entry is None:
             return None
-        if self._clock() >= entry[1]:
+        tenant, expires, renew = entry
+        now = self._clock()
+        if now >= expires:
             del self._entries[key_hash]
             return None
-        return entry[0]
+        if now >= renew and self._lookup is not None and key_hash not in self._renewing:
+            task = asyncio.get_running_loop().create_task(self._renew(key_hash))
+            self._renewing[key_hash] = task
+        return tenant
+
+    async def load(self, key_hash: str) -> AuthTenant | None:
+        """Look the key up (a wrong key is never cached) and remember what was found."""
+        if self._lookup is None:
+            raise RuntimeError("this cache has no lookup: it only serves what put() stored")
+        generation = self.generation
+        tenant = await self._lookup(key_hash)
+        if tenant is not None:
+            self.put(key_hash, tenant, generation=generation)
+        return tenant
+
+    async def _renew(self, key_hash: str) -> None:
+        try:
+            if await self.load(key_hash) is None:
+                self._entries.pop(key_hash, None)  # the key was rotated or its tenant deleted
+        except Exception:  # noqa: S110 - the database is failing: the entry expires as it would
+            pass
+        finally:
+            del self._renewing[key_hash]
 
     def put(self, key_hash: str, tenant: AuthTenant, *, generation: int) -> None:
         """Remember a successful lookup that began while ``generation`` was current."""
@@ -56,11 +108,12 @@ class ApiKeyCache:
             return
         if len(self._entries) >= self.MAX_ENTRIES and key_hash not in self._entries:
             self._entries.clear()  # bounded memory; the next lookups refill it
-        self._entries[key_hash] = (tenant, self._clock() + self.ttl)
+        now = self._clock()
+        self._entries[key_hash] = (tenant, now + self.ttl, now + self.ttl * self.RENEW_AFTER)
 
     def forget_tenant(self, tenant_id: int) -> None:
         self.generation += 1
-        for key_hash in [h for h, (t, _) in self._entries.items() if t.id == tenant_id]:
+        for key_hash in [h for h, (t, *_) in self._entries.items() if t.id == tenant_id]:
             del self._entries[key_hash]
 
     def forget_on_commit(self, session: AsyncSession, tenant_id: int) -> None:
