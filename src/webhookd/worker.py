@@ -26,6 +26,7 @@ from webhookd.config import Settings
 from webhookd.db import Database
 from webhookd.delivery.engine import DeliveryEngine
 from webhookd.delivery.http import create_client
+from webhookd.heap import freeze_startup_heap
 from webhookd.logging import configure_logging
 from webhookd.security import resolve_server_secrets
 
@@ -130,6 +131,7 @@ def _on_worker_ready(**_: Any) -> None:
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
     runtime()  # start the engine (and its sweeper) now, not at the first task
+    freeze_startup_heap()
     log.info("worker.ready", metrics_port=settings.metrics_port, queue=settings.worker_queue)
 
 
