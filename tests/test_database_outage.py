@@ -119,3 +119,17 @@ def test_publish_during_an_outage_is_503_then_recovers(
     assert retried.status_code == 202, retried.text
     events = tenant.client.get("/api/v1/events").json()["items"]
     assert sorted(e["event_id"] for e in events) == ["before", "during"]
+
+
+def test_the_first_publish_after_a_restart_is_accepted(
+    outage: tuple[LiveServer, Proxy], tenant: TenantCtx
+) -> None:
+    """Pooled connections died with the server while nothing was publishing: the publish
+    that finds one retries its batch on a new connection instead of answering 503."""
+    _, proxy = outage
+    assert tenant.publish(event_id="before-restart").status_code == 202
+    proxy.cut()
+    proxy.restore()
+    for n in range(3):
+        response = tenant.publish(event_id=f"after-restart-{n}")
+        assert response.status_code == 202, response.text

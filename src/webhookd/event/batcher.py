@@ -60,13 +60,20 @@ class PublishBatcher:
                 del self._waiting[: self.max_batch]
                 await self._commit(batch)
 
-    async def _commit(self, batch: list[Request]) -> None:
+    async def _commit(self, batch: list[Request], *, retry: bool = True) -> None:
         try:
             async with self.db.write() as session:
                 results = await publish_events(
                     session, batch=[(tenant_id, data) for tenant_id, data, _ in batch]
                 )
         except DBAPIError as exc:
+            if exc.connection_invalidated and retry:
+                # A pooled connection that died with the server (there is no ping per
+                # checkout); the pool now reconnects. Safe to run again even if the commit
+                # had gone through: the events are then found as duplicates.
+                log.warning("publish.batch_retried", size=len(batch), error=type(exc).__name__)
+                await self._commit(batch, retry=False)
+                return
             if len(batch) > 1 and isinstance(exc, IntegrityError | DataError):
                 # One publish the database refuses (e.g. its tenant was deleted a moment
                 # ago) must not fail the others: publish each in its own transaction.
