@@ -59,17 +59,36 @@ def measure(
     proc: subprocess.Popen[bytes], port: int, args: argparse.Namespace, api_key: str, label: str
 ) -> dict[str, float]:
     procs = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    before = sum(sum(p.cpu_times()[:2]) for p in procs)
+    database = _postgres_processes()
+    before, db_before = _cpu(procs), _cpu(database)
     result = wrk(port, args.duration, args.connections, api_key)
-    after = sum(sum(p.cpu_times()[:2]) for p in procs)
+    after, db_after = _cpu(procs), _cpu(database + _postgres_processes())
     result["cpu_ms"] = (after - before) * 1000 / max(1, result["requests"])
+    result["db_cpu_ms"] = (db_after - db_before) * 1000 / max(1, result["requests"])
     print(
         f"  {label:<10} {result['rate']:>8,.0f} req/s  p50 {result['p50_ms']:6.1f} ms  "
         f"p99 {result['p99_ms']:6.1f} ms  cpu {result['cpu_ms']:.3f} ms/req  "
+        f"postgres cpu {result['db_cpu_ms']:.3f} ms/req  "
         f"non-2xx {result['non2xx']:.0f}  socket errors {result['socket_errors']:.0f}",
         flush=True,
     )
     return result
+
+
+def _postgres_processes() -> list[psutil.Process]:
+    """Every PostgreSQL server process (backends, WAL writer, checkpointer...)."""
+    return [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+
+
+def _cpu(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds of the processes still alive (counted once each)."""
+    total = 0.0
+    for p in {p.pid: p for p in procs}.values():
+        try:
+            total += sum(p.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -186,7 +205,7 @@ def main() -> None:
     line = (
         f"webhookd ({args.db}, {args.api_workers} API process): median {rate:,.0f} events/s, "
         f"p50 {med(results, 'p50_ms'):.1f} ms, p99 {med(results, 'p99_ms'):.1f} ms, "
-        f"cpu {med(results, 'cpu_ms'):.3f} ms/event"
+        f"cpu {med(results, 'cpu_ms'):.3f} ms/event (postgres {med(results, 'db_cpu_ms'):.3f})"
     )
     if ceilings:
         ceiling = med(ceilings, "rate")
