@@ -117,6 +117,11 @@ class DeliveryEngine:
                 endpoint_cap=self.settings.endpoint_concurrency,
             )
         self._held_back = claim.held_back
+        # Attempts that ended while this claim ran checked the previous claim's held-back
+        # set; an endpoint of this one that already has room again must not wait for the
+        # poll (with an instant receiver, all of an endpoint's attempts can end meanwhile).
+        if any(self._has_room(endpoint_id) for endpoint_id in claim.held_back):
+            self._wake.set()
         return claim.jobs
 
     # -- dispatcher --------------------------------------------------------------------------
@@ -182,9 +187,13 @@ class DeliveryEngine:
             del self._by_endpoint[endpoint_id]
         else:
             self._by_endpoint[endpoint_id] = count
-        cap = self.settings.endpoint_concurrency
-        if endpoint_id in self._held_back and count <= cap - max(1, cap // 4):
+        if endpoint_id in self._held_back and self._has_room(endpoint_id):
             self._wake.set()
+
+    def _has_room(self, endpoint_id: int) -> bool:
+        """A quarter of the endpoint's slots (at least one) are free."""
+        cap = self.settings.endpoint_concurrency
+        return self._by_endpoint[endpoint_id] <= cap - max(1, cap // 4)
 
     @staticmethod
     @functools.cache

@@ -1,0 +1,61 @@
+"""The dispatcher's wake-ups around per-endpoint caps: a claim that leaves an endpoint's
+rows behind must lead to another claim as soon as the endpoint has room, never to the poll.
+
+The race, pinned without timing: every attempt to the endpoint ends *while* the claim that
+holds its rows back is still running (an instant receiver does that), so the endings saw
+the previous claim's held-back set, not this one's."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from webhookd.config import Settings
+from webhookd.delivery import repository
+from webhookd.delivery.engine import DeliveryEngine
+
+ENDPOINT = 7
+CAP = 4
+
+
+class NoDatabase:
+    @contextlib.asynccontextmanager
+    async def write_connection(self) -> AsyncIterator[None]:
+        yield None
+
+
+def engine() -> DeliveryEngine:
+    settings = Settings(endpoint_concurrency=CAP)
+    return DeliveryEngine(settings, NoDatabase(), client=None, box=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("in_flight", "ended_during_claim", "woken"),
+    [
+        (CAP, CAP, True),  # all ended meanwhile: room now, claim again at once
+        (CAP, 1, True),  # a quarter of the slots free is enough
+        (CAP, 0, False),  # still full: the next ending wakes the dispatcher
+    ],
+)
+def test_a_claim_that_holds_rows_back_wakes_when_the_endpoint_has_room(
+    monkeypatch: pytest.MonkeyPatch, in_flight: int, ended_during_claim: int, woken: bool
+) -> None:
+    async def scenario() -> None:
+        eng = engine()
+        eng._by_endpoint[ENDPOINT] = in_flight
+        eng._held_back = set()  # the previous claim reached its limit: nothing held back
+
+        async def claim_due(conn: Any, **kwargs: Any) -> repository.Claim:
+            for _ in range(ended_during_claim):
+                eng._endpoint_done(ENDPOINT)
+            return repository.Claim([], {ENDPOINT})  # the endpoint was at its cap
+
+        monkeypatch.setattr(repository, "claim_due", claim_due)
+        assert await eng._claim(10) == []
+        assert eng._wake.is_set() is woken
+
+    asyncio.run(scenario())
