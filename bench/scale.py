@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sqlite3
 import tempfile
 import time
@@ -142,6 +143,7 @@ def scale_once(backend: str, size: int, receiver: ReceiverClient) -> dict[str, A
         publish(server.url, tenant.api_key, [REFERENCE], concurrency=1)
         procs.stop(server.proc)
         insert_seconds = backlog(url, backend, size)
+        os.sync()  # the bulk insert's dirty pages: written back now, not during the drain
         if (count := pending(url)) != size:
             raise BenchError(f"backlog holds {count:,} pending deliveries, not {size:,}")
         receiver.reset(secret=tenant.secret, sample=1000, detail=False)

@@ -59,3 +59,31 @@ def test_a_claim_that_holds_rows_back_wakes_when_the_endpoint_has_room(
         assert eng._wake.is_set() is woken
 
     asyncio.run(scenario())
+
+
+def test_after_an_exhaustive_search_claims_read_only_the_head_until_new_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Looking past a saturated endpoint reads its whole backlog when little else is due;
+    once a search found nothing else, the next claims skip that search until a publish,
+    a retry or the poll may have brought new work."""
+
+    async def scenario() -> None:
+        eng = engine()
+        searched: list[bool] = []
+        exhausted = [True]
+
+        async def claim_due(conn: Any, **kwargs: Any) -> repository.Claim:
+            searched.append(kwargs["search_past_saturated"])
+            return repository.Claim([], {ENDPOINT}, exhausted[0])
+
+        monkeypatch.setattr(repository, "claim_due", claim_due)
+        await eng._claim(10)  # searches, finds nothing beyond the saturated endpoint
+        await eng._claim(10)  # an internal wake-up: the head of the queue only
+        eng.wake()  # a publish
+        exhausted[0] = False
+        await eng._claim(10)
+        await eng._claim(10)  # that search was not exhaustive: keep searching
+        assert searched == [True, False, True, True]
+
+    asyncio.run(scenario())

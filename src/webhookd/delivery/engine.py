@@ -63,6 +63,9 @@ class DeliveryEngine:
         self._in_flight = 0
         self._by_endpoint: collections.Counter[int] = collections.Counter()
         self._held_back: set[int] = set()  # endpoints whose due rows the last claim left
+        # False while a claim has found no due work beyond the saturated endpoints and
+        # nothing new may have come since (repository.claim_due).
+        self._search_past_saturated = True
         self._tenant_metrics: dict[int, tuple[Any, Any]] = {}
         self._attempt_tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -101,6 +104,9 @@ class DeliveryEngine:
             log.info("engine.stopped", owner=self.owner, released=released)
 
     def wake(self) -> None:
+        """New work may be due (a publish, a retry, a message): claim now, and look past
+        endpoints at their cap again."""
+        self._search_past_saturated = True
         self._wake.set()
 
     async def _claim(self, limit: int) -> list[Job]:
@@ -115,8 +121,11 @@ class DeliveryEngine:
                 box=self.box,
                 in_flight=self._by_endpoint,
                 endpoint_cap=self.settings.endpoint_concurrency,
+                search_past_saturated=self._search_past_saturated,
             )
         self._held_back = claim.held_back
+        if claim.exhausted:
+            self._search_past_saturated = False
         # Attempts that ended while this claim ran checked the previous claim's held-back
         # set; an endpoint of this one that already has room again must not wait for the
         # poll (with an instant receiver, all of an endpoint's attempts can end meanwhile).
@@ -141,13 +150,16 @@ class DeliveryEngine:
                 log_failure(log, "engine.claim_failed", exc)
                 jobs = []
                 await asyncio.sleep(self.settings.poll_interval)
+                self._search_past_saturated = True
             for job in jobs:
                 self._start_attempt(job)  # the dispatcher does not wait for the outcome
             if len(jobs) == want:
                 await asyncio.sleep(0)  # more may be due: claim again after letting tasks run
                 continue
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval)
+            except TimeoutError:
+                self._search_past_saturated = True  # the poll: expired leases, other writers
 
     def _start_attempt(self, job: Job) -> None:
         self._in_flight += 1
@@ -265,7 +277,7 @@ class DeliveryEngine:
                 bound.warning(
                     "delivery.retry_scheduled", error=r.outcome.summary, retry_in=r.retry_in
                 )
-                loop.call_later(r.retry_in or 0.0, self._wake.set)
+                loop.call_later(r.retry_in or 0.0, self.wake)
             else:
                 metrics.DEAD_LETTERED.labels(tenant=str(job.tenant_id)).inc()
                 bound.error("delivery.dead_lettered", error=r.outcome.summary)

@@ -70,6 +70,7 @@ async def claim_due(
     box: SecretBox,
     in_flight: Mapping[int, int] | None = None,
     endpoint_cap: int | None = None,
+    search_past_saturated: bool = True,
 ) -> Claim:
     """Lease up to ``limit`` due deliveries to ``owner`` and load what sending them needs.
     Rows leased by someone else are not due: skipped.
@@ -79,21 +80,28 @@ async def claim_due(
     that many slots, never the whole engine. What does not fit stays due for later; the
     endpoints it belongs to (and those already at their cap) are in ``Claim.held_back``,
     so that the engine claims again when they have room.
+
+    Looking past the rows of endpoints at their cap (``endpoint_id NOT IN (...)``) reads
+    the index until it finds ``2 × limit`` other rows, so when the rest of the due work is
+    small it reads every row of the saturated endpoints: the whole backlog of a slow
+    endpoint. ``Claim.exhausted`` says such a search saw all the other due work; until new
+    work may have come (a publish, a retry falling due, the poll) the engine passes
+    ``search_past_saturated=False`` and the claim reads only the head of the queue.
     """
     busy = dict(in_flight or {})
     saturated = (
         sorted(e for e, n in busy.items() if n >= endpoint_cap) if endpoint_cap is not None else []
     )
     scan = limit * 2 if endpoint_cap is not None else limit  # room for rows the caps skip
-    query = _claim_candidates(
-        skip_saturated=bool(saturated), postgres=conn.dialect.name == "postgresql"
-    )
+    search = bool(saturated) and search_past_saturated
+    query = _claim_candidates(skip_saturated=search, postgres=conn.dialect.name == "postgresql")
     params: dict[str, Any] = {"now": now, "scan": scan}
-    if saturated:
+    if search:
         params["saturated"] = saturated
     chosen: list[int] = []
     held_back = set(saturated)
-    for delivery_id, endpoint_id in await conn.execute(query, params):
+    rows = (await conn.execute(query, params)).all()
+    for delivery_id, endpoint_id in rows:
         if endpoint_cap is not None:
             if busy.get(endpoint_id, 0) >= endpoint_cap:
                 held_back.add(endpoint_id)
@@ -102,16 +110,19 @@ async def claim_due(
         chosen.append(delivery_id)
         if len(chosen) == limit:
             break
+    # Every due row outside the saturated endpoints was read, and all of them were taken.
+    exhausted = search and len(rows) < scan and len(chosen) == len(rows)
     if not chosen:
-        return Claim([], held_back)
+        return Claim([], held_back, exhausted)
     await conn.execute(_LEASE, {"ids": chosen, "owner": owner, "until": now + lease, "now": now})
-    return Claim(await load_jobs(conn, chosen, box=box, now=now), held_back)
+    return Claim(await load_jobs(conn, chosen, box=box, now=now), held_back, exhausted)
 
 
 @dataclass(slots=True)
 class Claim:
     jobs: list[Job]
     held_back: set[int]  # endpoints with due rows (possibly) left behind by their cap
+    exhausted: bool = False  # no other due rows than those of the saturated endpoints
 
 
 def _signing_secrets(row: Any, box: SecretBox, now: dt.datetime) -> tuple[str, ...]:
