@@ -15,10 +15,10 @@ import itertools
 import sys
 from typing import Annotated
 
-import uvicorn
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.security import APIKeyHeader
 
+from bench.procs import serve_local
 from webhookd.event.schemas import DeliverySummary, EventAccepted, EventCreate
 
 API_KEY = "whk_ceiling"
@@ -54,14 +54,4 @@ async def ready() -> dict[str, bool]:
 
 
 if __name__ == "__main__":
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=int(sys.argv[1]),
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-    )
+    serve_local(app, int(sys.argv[1]), lifespan="on", timeout_graceful_shutdown=10)

@@ -21,9 +21,22 @@ from pathlib import Path
 
 import httpx
 import psutil
+import uvicorn
 
 LOCALHOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def serve_local(app: object, port: int, **settings: object) -> None:
+    """Serve an ASGI app on 127.0.0.1 the way ``webhookd serve`` is served (uvicorn, uvloop,
+    httptools, no access log); ``settings`` add to or override uvicorn's."""
+    options: dict[str, object] = {
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "log_level": "warning",
+    }
+    uvicorn.run(app, host=LOCALHOST, port=port, **{**options, **settings})  # type: ignore[arg-type]
 
 
 class BenchError(RuntimeError):

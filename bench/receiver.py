@@ -26,9 +26,8 @@ from urllib.parse import parse_qs
 
 import httpx
 import orjson
-import uvicorn
 
-from bench.procs import LOCALHOST, BenchError, Procs, free_port
+from bench.procs import LOCALHOST, BenchError, Procs, free_port, serve_local
 from webhookd.verify import WebhookVerificationError, verify
 
 
@@ -207,17 +206,7 @@ def check_signatures(stats: dict[str, Any], what: str) -> None:
 
 
 def main() -> None:
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=int(sys.argv[1]),
-        loop="uvloop",
-        http="httptools",
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        backlog=4096,
-    )
+    serve_local(app, int(sys.argv[1]), lifespan="off", backlog=4096)
 
 
 if __name__ == "__main__":
