@@ -3,10 +3,12 @@ in-process delivery engine, the bench receiver; everything through the public HT
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +39,27 @@ class EmbeddedSite:
         self.tenant: Tenant = create_tenant(server.url, urls)
         self.server = server
 
+    def start(self, *, workers: bool) -> None:
+        self.server = start_serve(self.procs, self.env, workers=workers)
+
     def restart(self, *, workers: bool) -> None:
         self.procs.stop(self.server.proc)
-        self.server = start_serve(self.procs, self.env, workers=workers)
+        self.start(workers=workers)
 
     def pending(self) -> int:
         return sqlite_scalar(self.db, PENDING_SQL)
+
+
+@contextlib.contextmanager
+def delivering_site(
+    cfg: RunConfig, receiver: ReceiverClient, *, detail: bool
+) -> Iterator[EmbeddedSite]:
+    """One endpoint, the server running with its workers, the receiver reset for it."""
+    with tempfile.TemporaryDirectory() as tmp, Procs() as procs:
+        site = EmbeddedSite(procs, Path(tmp), receiver, 1)
+        site.restart(workers=True)
+        receiver.reset(secret=site.tenant.secret, sample=cfg.sample, detail=detail)
+        yield site
 
 
 def ingest_and_drain(
@@ -61,7 +78,7 @@ def ingest_and_drain(
         site.procs.stop(site.server.proc)
         backlog = site.pending()
         receiver.reset(delay=delay, secret=site.tenant.secret, sample=cfg.sample, detail=False)
-        site.server = start_serve(procs, site.env, workers=True)
+        site.start(workers=True)
         with ResourceSampler([site.server.pid]) as drain_res:
             stats = receiver.wait_for(backlog, timeout=cfg.timeout, what="embedded drain")
     check_signatures(stats, "embedded drain")
@@ -79,10 +96,7 @@ def ingest_and_drain(
 def mixed(cfg: RunConfig, receiver: ReceiverClient) -> dict[str, Any]:
     """Publishing and delivering at once: events/s in (load generator) and deliveries/s out
     (receiver arrivals inside the publishing window); then everything must arrive."""
-    with tempfile.TemporaryDirectory() as tmp, Procs() as procs:
-        site = EmbeddedSite(procs, Path(tmp), receiver, 1)
-        site.restart(workers=True)
-        receiver.reset(secret=site.tenant.secret, sample=cfg.sample, detail=False)
+    with delivering_site(cfg, receiver, detail=False) as site:
         with ResourceSampler([site.server.pid]) as res:
             start = time.monotonic()
             result = ingest_run(cfg, site.server.url, site.tenant.api_key)
@@ -108,10 +122,7 @@ def mixed(cfg: RunConfig, receiver: ReceiverClient) -> dict[str, Any]:
 
 def latency(cfg: RunConfig, receiver: ReceiverClient) -> dict[str, Any]:
     """Open-loop publishing at a steady rate; publish send time → first arrival."""
-    with tempfile.TemporaryDirectory() as tmp, Procs() as procs:
-        site = EmbeddedSite(procs, Path(tmp), receiver, 1)
-        site.restart(workers=True)
-        receiver.reset(secret=site.tenant.secret, sample=cfg.sample, detail=True)
+    with delivering_site(cfg, receiver, detail=True) as site:
         with ResourceSampler([site.server.pid]) as res:
             start = time.monotonic()
             sent, unanswered = paced(
