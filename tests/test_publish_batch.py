@@ -4,7 +4,7 @@ event_id, and an old duplicate — each answered as if published alone."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -12,11 +12,33 @@ import pytest
 from tests.fixtures.db import BACKENDS, TestDatabase
 from tests.fixtures.server import make_settings
 from webhookd.db import Database
+from webhookd.delivery.fairness import FairClock
+from webhookd.delivery.service import DeliveryService
+from webhookd.delivery.store import create_store
 from webhookd.event.batcher import PublishBatcher, TenantGone
-from webhookd.event.schemas import EventCreate
-from webhookd.event.service import Published, publish_events
+from webhookd.event.schemas import EventAccepted, EventCreate
+from webhookd.event.service import publish_events
 from webhookd.migrate import upgrade
 from webhookd.models import Endpoint, Tenant
+
+
+class RecordingQueue:
+    """Records the delivery ids handed to the queue (after each commit)."""
+
+    def __init__(self) -> None:
+        self.submitted: list[list[int]] = []
+
+    async def start(self) -> None: ...
+
+    def submit(self, delivery_ids: Sequence[int]) -> None:
+        self.submitted.append(list(delivery_ids))
+
+    async def stop(self) -> None: ...
+
+
+def _deliveries(db: Database, queue: RecordingQueue) -> DeliveryService:
+    store = create_store(db.engine.dialect.name, decrypt=str)
+    return DeliveryService(store=store, queue=queue, clock=FairClock())
 
 
 def _event(event_id: str, event_type: str = "user.created") -> EventCreate:
@@ -46,11 +68,17 @@ async def _scenario(db: Database) -> None:
                 Endpoint(tenant_id=b, url="https://b.example/1", event_types=[]),
             ]
         )
+    queue = RecordingQueue()
+    deliveries = _deliveries(db, queue)
     async with db.write() as session:
-        (old,) = await publish_events(session, batch=[(a, _event("evt_old"))])
+        (old,) = await publish_events(
+            session, deliveries=deliveries, batch=[(a, _event("evt_old"))]
+        )
+    queue.submitted.clear()
     async with db.write() as session:
         results = await publish_events(
             session,
+            deliveries=deliveries,
             batch=[
                 (a, _event("evt_1")),
                 (a, _event("evt_1")),  # the same event again in the same batch
@@ -59,14 +87,15 @@ async def _scenario(db: Database) -> None:
                 (a, _event("evt_2", "order.paid")),
             ],
         )
-    first, again, other, old_again, paid = (r.accepted for r in results)
+    first, again, other, old_again, paid = results
     assert not first.duplicate and len(first.deliveries) == 1
     assert again.duplicate and again.id == first.id and again.deliveries == first.deliveries
-    assert results[1].delivery_ids == []  # nothing handed to the queue twice
     assert not other.duplicate and other.id != first.id and len(other.deliveries) == 1
-    assert old_again.duplicate and old_again.id == old.accepted.id
+    assert old_again.duplicate and old_again.id == old.id
     assert not paid.duplicate and len(paid.deliveries) == 2  # catch-all + order.paid
-    assert sorted(results[4].delivery_ids) == sorted(d.id for d in paid.deliveries)
+    # Handed to the queue once, after the commit: each new delivery, nothing twice.
+    new = [d.id for r in (first, other, paid) for d in r.deliveries]
+    assert len(queue.submitted) == 1 and sorted(queue.submitted[0]) == sorted(new)
 
 
 def _run_on(tmp_path: Path, backend: str, scenario: Callable[[Database], Awaitable[None]]) -> None:
@@ -103,7 +132,7 @@ async def _poisoned_batch(db: Database) -> None:
             secret_encrypted="x",
         )
         session.add(tenant)
-    batcher = PublishBatcher(db)
+    batcher = PublishBatcher(db, _deliveries(db, RecordingQueue()))
     await batcher.start()
     try:
         gone, ok = await asyncio.gather(
@@ -114,7 +143,7 @@ async def _poisoned_batch(db: Database) -> None:
     finally:
         await batcher.stop()
     assert isinstance(gone, TenantGone) and gone.status_code == 401
-    assert isinstance(ok, Published) and not ok.accepted.duplicate
+    assert isinstance(ok, EventAccepted) and not ok.duplicate
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import TenantCtx, create_tenant
 from tests.fixtures.delivery import wait_final
 from tests.fixtures.server import ADMIN_KEY, LiveServer, running_server
+from webhookd.delivery.policy import EndpointPolicy
 
 BASE, MAX, ATTEMPTS = 0.05, 0.4, 7
 SCHEDULE = [0.05, 0.1, 0.2, 0.4, 0.4, 0.4]  # base * 2**(n-1), capped at MAX
@@ -39,8 +40,9 @@ def short_tenant(short_server: LiveServer) -> Iterator[TenantCtx]:
 
 
 def test_settings_are_the_fast_schedule(server) -> None:
-    policy = server.settings.retry_policy
-    assert (policy.base_delay, policy.max_delay, policy.max_attempts) == (BASE, MAX, ATTEMPTS)
+    settings = server.settings
+    assert (settings.retry_base_delay, settings.retry_max_delay) == (BASE, MAX)
+    assert EndpointPolicy.from_settings(settings).max_attempts == ATTEMPTS
 
 
 def test_backoff_schedule_then_success(tenant, receiver) -> None:

@@ -14,7 +14,7 @@ from tests.conftest import create_tenant
 from tests.fixtures.db import run_sql
 from tests.fixtures.server import ENCRYPTION_KEY, LiveServer, running_server
 from webhookd.security import SecretBox
-from webhookd.verify import WebhookVerificationError, verify_seed, verify_standard
+from webhookd.verify import WebhookVerificationError, verify_standard, verify_x_webhook_signature
 
 TENANTS = "/api/v1/tenants"
 
@@ -71,7 +71,7 @@ def test_rotation_with_grace_signs_with_both_secrets(tenant, receiver) -> None:
     for secret in (new, old):  # a receiver holding either secret accepts the webhook
         Webhook(secret).verify(request.body, request.headers)
         verify_standard(request.body, request.headers, secret)
-    verify_seed(request.body, request.header("X-Webhook-Signature"), new)
+    verify_x_webhook_signature(request.body, request.header("X-Webhook-Signature"), new)
     revealed = tenant.client.get(f"{TENANTS}/{tenant.id}/secret").json()
     assert revealed["secret_key"] == new and revealed["previous_secret_expires_at"]
 

@@ -96,10 +96,9 @@ def worker(
     if not settings.broker_url:
         raise typer.BadParameter("set WEBHOOKD_BROKER_URL (or CELERY_BROKER_URL) to run workers")
     from webhookd.security import resolve_server_secrets
+    from webhookd.worker import create_worker_app
 
     resolve_server_secrets(settings)  # production without its secrets stops here, clearly
-    from webhookd.worker import app as celery_app
-
     argv = [
         "worker",
         f"--loglevel={settings.log_level}",
@@ -109,7 +108,7 @@ def worker(
     ]
     if concurrency:
         argv.append(f"--concurrency={concurrency}")
-    celery_app.worker_main(argv)
+    create_worker_app(settings).worker_main(argv)
 
 
 @app.command()

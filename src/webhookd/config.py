@@ -10,8 +10,6 @@ from typing import Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from webhookd.delivery.retry import RetryPolicy
-
 
 def async_database_url(url: str) -> str:
     """Map plain ``sqlite://`` / ``postgresql://`` URLs to their async drivers."""
@@ -89,14 +87,6 @@ class Settings(BaseSettings):
     @classmethod
     def _async_driver(cls, value: str) -> str:
         return async_database_url(value)
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            base_delay=self.retry_base_delay,
-            max_delay=self.retry_max_delay,
-            max_attempts=self.max_attempts,
-        )
 
     @field_validator("allowed_networks")
     @classmethod

@@ -1,9 +1,13 @@
-"""Database: declarative base, engine and session factories, write-transaction helper.
+"""Database: declarative base, engine and session factories, the write-transaction boundary.
 
 SQLite allows one writer at a time. Within a process, write transactions queue on an
 asyncio lock (cheaper and fairer than SQLite's busy-wait); ``BEGIN IMMEDIATE`` plus a
 busy timeout covers other processes on the same file. On PostgreSQL both are no-ops.
 SQLite calls run inline on the event loop (see :class:`InlineSQLiteConnection`).
+
+Work that must follow a commit (waking the delivery engine, forgetting cached keys) is
+registered with :func:`after_commit` on the write session and run by :meth:`Database.write`
+once the commit went through; a rolled-back transaction runs none of it.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ import contextlib
 import datetime as dt
 import functools
 import sqlite3
-from collections.abc import AsyncIterator, Generator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Generator
+from typing import Any, TypeVar
 
 import aiosqlite
 import orjson
 from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -41,6 +46,7 @@ NAMING_CONVENTION = {
 
 
 WRITE_OPTION = "webhookd_write"
+_AFTER_COMMIT = "webhookd_after_commit"
 
 
 class Base(DeclarativeBase):
@@ -84,9 +90,8 @@ def _json_dumps(value: Any) -> str:
 class InlineSQLiteConnection(aiosqlite.Connection):
     """aiosqlite's connection, minus its thread: each call runs on the event loop itself.
 
-    aiosqlite hands every call (cursor, execute, fetch, close...) to a worker thread; with
-    SQLAlchemy that is ~16 thread round trips per session and query, which made the thread
-    hand-offs, not SQLite, the cost of a request. SQLite calls on a WAL database take
+    aiosqlite hands every call (cursor, execute, fetch, close...) to a worker thread, and
+    SQLAlchemy makes many such calls per query. SQLite calls on a WAL database take
     microseconds and, within this process, writers never wait on each other (the write lock
     in :class:`Database`), so running them inline is cheaper than any hand-off.
     """
@@ -104,7 +109,7 @@ class InlineSQLiteConnection(aiosqlite.Connection):
     def __await__(self) -> Generator[Any, None, InlineSQLiteConnection]:
         return self._connect().__await__()
 
-    def stop(self) -> None:  # type: ignore[override]
+    def stop(self) -> None:
         self._running = False
         if self._connection is not None:
             self._connection.close()
@@ -143,10 +148,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
             url,
             pool_size=settings.db_pool_size,
             max_overflow=10,
-            # No ping per checkout (a round trip each time: ~10 % of publish throughput).
-            # A connection that died with the server fails its first statement instead;
-            # SQLAlchemy then discards the whole pool, the request answers 503 (retry), and
-            # the publish batcher retries its batch once by itself (event/batcher.py).
+            # No ping per checkout (a round trip each time). A connection that died with the
+            # server fails its first statement instead; SQLAlchemy then discards the whole
+            # pool, the request answers 503 (retry), and the publish batcher retries its
+            # batch once by itself (event/batcher.py).
             pool_pre_ping=False,
             pool_recycle=1800,
             **json_options,
@@ -184,12 +189,16 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """A write transaction: committed when the block exits cleanly, else rolled back."""
+        """A write transaction: committed when the block exits cleanly, else rolled back.
+        What was registered with :func:`after_commit` runs after the commit."""
         lock = self._write_lock or contextlib.nullcontext()
         async with lock, self.sessionmaker() as session:
             await session.connection(execution_options={WRITE_OPTION: True})
             yield session
             await session.commit()
+            callbacks: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
+        for callback in callbacks:  # outside the lock: the transaction is over
+            callback()
 
     @contextlib.asynccontextmanager
     async def write_connection(self) -> AsyncIterator[AsyncConnection]:
@@ -203,3 +212,50 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the write transaction of ``session`` has committed (see
+    :meth:`Database.write`); never if it rolls back."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+# SQLSTATE classes of a database that is unreachable or restarting: connection exceptions
+# (08xxx), admin/crash shutdown and "cannot connect now" (57P01-03), too many connections.
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached right now (down, restarting,
+    refusing connections, SQLite locked past its busy timeout), as opposed to a bug."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, ConnectionError | TimeoutError):
+            return True
+        state = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        if isinstance(current, sqlite3.OperationalError) and "locked" in str(current):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cross_tenant(reason: str) -> Callable[[F], F]:
+    """Mark a repository function that reads tenant-owned rows without a tenant on purpose
+    (operator views, gauges). Every other query of tenant-owned rows takes ``tenant_id``:
+    ``tests/unit/test_tenant_scope.py`` fails when a new one does not."""
+    if not reason:
+        raise ValueError("say why the query is not scoped to a tenant")
+
+    def mark(function: F) -> F:
+        return function
+
+    return mark

@@ -2,11 +2,10 @@
 
 A long-running webhookd process holds a few hundred thousand objects created at startup
 (modules, FastAPI's routes and models, SQLAlchemy's mappers and compiled statements) that
-live as long as the process. CPython's full (oldest-generation) collection walks all of them;
-under publishing load that ran about once a second and paused the event loop for 50-70 ms,
-which was most of the publish p99. Moving them to the permanent generation once startup is
-done (``gc.freeze``) makes a full collection cost a few milliseconds; garbage created after
-startup is still collected as usual. See docs/BENCHMARKS.md.
+live as long as the process. CPython's full (oldest-generation) collection walks all of
+them each time, pausing the event loop. Moving them to the permanent generation once
+startup is done (``gc.freeze``) spares them; garbage created after startup is still
+collected as usual. What this bought is in docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations

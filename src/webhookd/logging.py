@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
 import structlog
+
+from webhookd.db import database_unavailable
 
 SENSITIVE_KEYS = frozenset(
     {"api_key", "secret_key", "secret", "admin_key", "signature", "authorization", "x-api-key"}
 )
 
 
-def redact(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key in SENSITIVE_KEYS.intersection(event_dict):
         event_dict[key] = "[redacted]"
     return event_dict
@@ -68,3 +73,12 @@ def configure_logging(level: str = "INFO") -> None:
         logger_factory=structlog.BytesLoggerFactory(file=sys.stdout.buffer),
         cache_logger_on_first_use=True,
     )
+
+
+def log_failure(logger: Any, event: str, exc: BaseException, **context: Any) -> None:
+    """An outage is a warning without a traceback (it repeats while it lasts); anything
+    else is logged with its traceback."""
+    if database_unavailable(exc):
+        logger.warning(event, database_unavailable=True, error=type(exc).__name__, **context)
+    else:
+        logger.exception(event, **context)

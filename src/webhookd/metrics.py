@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -56,13 +57,14 @@ RATE_LIMITER_ERRORS = Counter(
 )
 BROKER_PUBLISH_FAILURES = Counter(
     "webhook_broker_publish_failures",
-    "Delivery wake-ups that could not be published to the broker (the sweeper delivers them).",
+    "Delivery wake-ups that could not be sent to the broker (workers poll for the rows).",
 )
 
 
-# Child lookups (``.labels(...)``) cost more than the increment: the publish path keeps them.
+# Child lookups (``.labels(...)``) cost more than the increment: the hot paths keep them.
 _published_children: dict[tuple[int, str], Any] = {}
 _rate_limit_children: dict[int, Any] = {}
+_attempt_children: dict[int, tuple[Any, Any]] = {}
 _MAX_CHILDREN = 10_000
 
 
@@ -83,3 +85,28 @@ def rate_limit_hit(tenant_id: int) -> None:
             _rate_limit_children.clear()
         child = _rate_limit_children[tenant_id] = RATE_LIMIT_HITS.labels(tenant=str(tenant_id))
     child.inc()
+
+
+@functools.cache
+def _attempt_number(number: int) -> Any:
+    return DELIVERY_ATTEMPTS.labels(attempt=str(number))
+
+
+def attempt_finished(
+    tenant_id: int, attempt_number: int, seconds: float, failure: str | None
+) -> None:
+    """One delivery attempt: its duration, its number, and success or the failure's kind."""
+    children = _attempt_children.get(tenant_id)
+    if children is None:
+        if len(_attempt_children) >= _MAX_CHILDREN:
+            _attempt_children.clear()
+        tenant = str(tenant_id)
+        children = (DELIVERY_DURATION.labels(tenant=tenant), DELIVERY_SUCCESS.labels(tenant=tenant))
+        _attempt_children[tenant_id] = children
+    duration, success = children
+    duration.observe(seconds)
+    _attempt_number(attempt_number).inc()
+    if failure is None:
+        success.inc()
+    else:
+        DELIVERY_FAILURE.labels(tenant=str(tenant_id), reason=failure).inc()

@@ -27,6 +27,11 @@ BigID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class DeliveryStatus(enum.StrEnum):
+    """Where a delivery stands: `pending` (waiting for its first attempt), `delivering` (an
+    attempt is under way), `succeeded` (the endpoint answered 2xx), `failed` (the last attempt
+    failed and the next one is scheduled at `next_attempt_at`), `dead` (every attempt failed;
+    it is in the dead-letter queue)."""
+
     PENDING = "pending"
     DELIVERING = "delivering"
     SUCCEEDED = "succeeded"

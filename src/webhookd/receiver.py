@@ -5,25 +5,26 @@ For trying webhookd out and for debugging: point an endpoint at it, publish, wat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import orjson
 from aiohttp import web
 
-from webhookd.verify import WebhookVerificationError, verify_seed, verify_standard
+from webhookd.verify import WebhookVerificationError, verify_standard, verify_x_webhook_signature
 
 
 def _check(body: bytes, headers: Mapping[str, str], secret: str | None) -> str:
     if not secret:
         return "signature not checked (no --secret)"
     results = []
-    for name, check in (
+    checks: list[tuple[str, Callable[[], None]]] = [
         ("standard-webhooks", lambda: verify_standard(body, headers, secret)),
         (
             "X-Webhook-Signature",
-            lambda: verify_seed(body, headers.get("X-Webhook-Signature"), secret),
+            lambda: verify_x_webhook_signature(body, headers.get("X-Webhook-Signature"), secret),
         ),
-    ):
+    ]
+    for name, check in checks:
         try:
             check()
             results.append(f"{name} OK")

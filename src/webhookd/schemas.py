@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from webhookd.errors import Unprocessable
 
@@ -17,6 +18,16 @@ MAX_JSON_DEPTH = 32
 # fail, a 500), so free text is refused with a 422 when it contains one.
 NO_NUL_PATTERN = r"^[^\x00]*$"
 EVENT_TYPE_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+EventType = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        pattern=EVENT_TYPE_PATTERN,
+        description="Letters, digits, '_', '.' and '-', e.g. user.created",
+        examples=["user.created"],
+    ),
+]
 
 # Row ids are 64-bit. A bigger number from a client is refused (422) before it reaches the
 # database, where SQLite would raise OverflowError (a 500).
@@ -42,6 +53,7 @@ def json_depth(value: Any) -> int:
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         node, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(node, dict):
             children = node.values()
         elif isinstance(node, list):

@@ -19,7 +19,7 @@ import hmac
 import time
 from collections.abc import Mapping
 
-from webhookd.delivery.signing import seed_signature, standard_signature
+from webhookd.delivery.signing import standard_signature, x_webhook_signature
 
 DEFAULT_TOLERANCE = 300  # seconds
 
@@ -36,11 +36,11 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value
 
 
-def verify_seed(body: bytes, signature: str | None, secret: str) -> None:
+def verify_x_webhook_signature(body: bytes, signature: str | None, secret: str) -> None:
     """Check ``X-Webhook-Signature`` (HMAC-SHA256 of the body, keyed with the whole secret)."""
     if not signature:
         raise WebhookVerificationError("missing X-Webhook-Signature header")
-    if not hmac.compare_digest(seed_signature(secret, body).encode(), signature.encode()):
+    if not hmac.compare_digest(x_webhook_signature(secret, body).encode(), signature.encode()):
         raise WebhookVerificationError("X-Webhook-Signature does not match")
 
 
@@ -85,4 +85,4 @@ def verify(
     if _header(headers, "webhook-signature") is not None:
         verify_standard(body, headers, secret, tolerance=tolerance)
     else:
-        verify_seed(body, _header(headers, "X-Webhook-Signature"), secret)
+        verify_x_webhook_signature(body, _header(headers, "X-Webhook-Signature"), secret)

@@ -32,7 +32,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.database_url == "sqlite+aiosqlite:///./webhookd.db"
     assert settings.allow_private_targets is False
-    assert settings.retry_policy.max_attempts == 7
+    assert settings.max_attempts == 7
     assert (settings.retry_base_delay, settings.retry_max_delay) == (1.0, 32.0)
     assert (settings.connect_timeout, settings.request_timeout) == (5.0, 10.0)
     assert settings.max_payload_bytes == 256 * 1024

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from webhookd.errors import database_unavailable
+from webhookd.db import database_unavailable
 
 
 class PgError(Exception):

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from webhookd.config import Settings
-from webhookd.delivery import repository
 from webhookd.delivery.engine import DeliveryEngine
+from webhookd.delivery.policy import EndpointPolicy
+from webhookd.delivery.store import Claim
 
 ENDPOINT = 7
 CAP = 4
@@ -28,9 +29,22 @@ class NoDatabase:
         yield None
 
 
+class ScriptedStore:
+    """A store whose claims the test writes."""
+
+    def __init__(self) -> None:
+        self.claim_due: Any = None
+
+
 def engine() -> DeliveryEngine:
     settings = Settings(endpoint_concurrency=CAP)
-    return DeliveryEngine(settings, NoDatabase(), client=None, box=None)  # type: ignore[arg-type]
+    return DeliveryEngine(
+        settings,
+        NoDatabase(),  # type: ignore[arg-type]
+        ScriptedStore(),  # type: ignore[arg-type]
+        client=None,  # type: ignore[arg-type]
+        policy=EndpointPolicy.from_settings(settings),
+    )
 
 
 @pytest.mark.parametrize(
@@ -49,12 +63,12 @@ def test_a_claim_that_holds_rows_back_wakes_when_the_endpoint_has_room(
         eng._by_endpoint[ENDPOINT] = in_flight
         eng._held_back = set()  # the previous claim reached its limit: nothing held back
 
-        async def claim_due(conn: Any, **kwargs: Any) -> repository.Claim:
+        async def claim_due(conn: Any, **kwargs: Any) -> Claim:
             for _ in range(ended_during_claim):
                 eng._endpoint_done(ENDPOINT)
-            return repository.Claim([], {ENDPOINT})  # the endpoint was at its cap
+            return Claim([], {ENDPOINT})  # the endpoint was at its cap
 
-        monkeypatch.setattr(repository, "claim_due", claim_due)
+        eng.store.claim_due = claim_due  # type: ignore[method-assign]
         assert await eng._claim(10) == []
         assert eng._wake.is_set() is woken
 
@@ -73,11 +87,11 @@ def test_after_an_exhaustive_search_claims_read_only_the_head_until_new_work(
         searched: list[bool] = []
         exhausted = [True]
 
-        async def claim_due(conn: Any, **kwargs: Any) -> repository.Claim:
+        async def claim_due(conn: Any, **kwargs: Any) -> Claim:
             searched.append(kwargs["search_past_saturated"])
-            return repository.Claim([], {ENDPOINT}, exhausted[0])
+            return Claim([], {ENDPOINT}, exhausted[0])
 
-        monkeypatch.setattr(repository, "claim_due", claim_due)
+        eng.store.claim_due = claim_due  # type: ignore[method-assign]
         await eng._claim(10)  # searches, finds nothing beyond the saturated endpoint
         await eng._claim(10)  # an internal wake-up: the head of the queue only
         eng.wake()  # a publish

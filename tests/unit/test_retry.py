@@ -1,4 +1,4 @@
-"""Tests for webhookd.delivery.retry."""
+"""Tests for the retry timing (webhookd.delivery.retry) and its use by an endpoint's policy."""
 
 from __future__ import annotations
 
@@ -7,10 +7,22 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from webhookd.delivery.retry import RetryPolicy, next_delay, parse_retry_after, schedule
+from webhookd.delivery.policy import EndpointPolicy
+from webhookd.delivery.retry import backoff, backoff_schedule, parse_retry_after
 
-DEFAULT = RetryPolicy()
-FAST = RetryPolicy(base_delay=0.01, max_delay=0.32)
+
+def policy(base: float = 1.0, cap: float = 32.0, attempts: int = 7) -> EndpointPolicy:
+    return EndpointPolicy(
+        retry_schedule=backoff_schedule(base, cap, attempts),
+        retry_after_cap=cap,
+        max_in_flight=100,
+        request_timeout=10.0,
+        connect_timeout=5.0,
+    )
+
+
+DEFAULT = policy()
+FAST = policy(0.01, 0.32)
 NOW = datetime(2015, 10, 21, 7, 0, 0, tzinfo=UTC)
 
 
@@ -19,7 +31,7 @@ NOW = datetime(2015, 10, 21, 7, 0, 0, tzinfo=UTC)
     [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 16.0), (6, 32.0), (7, None), (8, None)],
 )
 def test_default_schedule(attempt: int, expected: float | None) -> None:
-    assert next_delay(DEFAULT, attempt) == expected
+    assert DEFAULT.next_delay(attempt) == expected
 
 
 @pytest.mark.parametrize(
@@ -27,28 +39,28 @@ def test_default_schedule(attempt: int, expected: float | None) -> None:
     [(1, 0.01), (2, 0.02), (3, 0.04), (4, 0.08), (5, 0.16), (6, 0.32), (7, None)],
 )
 def test_scaled_base(attempt: int, expected: float | None) -> None:
-    result = next_delay(FAST, attempt)
+    result = FAST.next_delay(attempt)
     assert result == expected if expected is None else result == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
-    ("policy", "expected"),
+    ("base", "cap", "attempts", "expected"),
     [
-        (DEFAULT, [1, 2, 4, 8, 16, 32]),
-        (RetryPolicy(max_attempts=1), []),
-        (RetryPolicy(max_attempts=2), [1]),
-        (RetryPolicy(max_attempts=10), [1, 2, 4, 8, 16, 32, 32, 32, 32]),
-        (RetryPolicy(base_delay=5, max_delay=60, max_attempts=6), [5, 10, 20, 40, 60]),
-        (RetryPolicy(base_delay=0, max_delay=0, max_attempts=3), [0, 0]),
+        (1, 32, 7, [1, 2, 4, 8, 16, 32]),
+        (1, 32, 1, []),
+        (1, 32, 2, [1]),
+        (1, 32, 10, [1, 2, 4, 8, 16, 32, 32, 32, 32]),
+        (5, 60, 6, [5, 10, 20, 40, 60]),
+        (0, 0, 3, [0, 0]),
     ],
 )
-def test_schedule(policy: RetryPolicy, expected: list[float]) -> None:
-    assert schedule(policy) == expected
+def test_schedule(base: float, cap: float, attempts: int, expected: list[float]) -> None:
+    assert list(backoff_schedule(base, cap, attempts)) == expected
+    assert policy(base, cap, attempts).max_attempts == attempts
 
 
 def test_huge_attempt_numbers_cap_without_overflow() -> None:
-    policy = RetryPolicy(max_attempts=10**6)
-    assert next_delay(policy, 5000) == 32.0
+    assert backoff(1.0, 32.0, 5000) == 32.0
 
 
 @pytest.mark.parametrize(
@@ -57,7 +69,7 @@ def test_huge_attempt_numbers_cap_without_overflow() -> None:
         (1, None, 1.0),
         (1, 10.0, 10.0),  # receiver asks for longer: honoured
         (3, 1.0, 4.0),  # shorter than the schedule: schedule wins
-        (1, 120.0, 32.0),  # never beyond max_delay
+        (1, 120.0, 32.0),  # never beyond the policy's cap
         (1, math.inf, 32.0),
         (2, 0.0, 2.0),
         (2, -5.0, 2.0),  # negative ignored
@@ -66,26 +78,45 @@ def test_huge_attempt_numbers_cap_without_overflow() -> None:
     ],
 )
 def test_retry_after(attempt: int, retry_after: float | None, expected: float | None) -> None:
-    assert next_delay(DEFAULT, attempt, retry_after=retry_after) == expected
+    assert DEFAULT.next_delay(attempt, retry_after=retry_after) == expected
+
+
+@pytest.mark.parametrize(
+    ("base", "cap", "attempts"),
+    [(-1, 32, 7), (10, 5, 7), (1, 32, 0), (math.nan, 32, 7)],
+)
+def test_invalid_schedule(base: float, cap: float, attempts: int) -> None:
+    with pytest.raises(ValueError):
+        backoff_schedule(base, cap, attempts)
 
 
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"base_delay": -1},
-        {"base_delay": 10, "max_delay": 5},
-        {"max_attempts": 0},
-        {"base_delay": math.nan},
+        {"retry_schedule": (1.0, -1.0)},
+        {"retry_schedule": (math.inf,)},
+        {"retry_after_cap": math.nan},
+        {"max_in_flight": 0},
     ],
 )
-def test_invalid_policy(kwargs: dict[str, float]) -> None:
+def test_invalid_policy(kwargs: dict[str, object]) -> None:
+    fields = {
+        "retry_schedule": (1.0,),
+        "retry_after_cap": 32.0,
+        "max_in_flight": 1,
+        "request_timeout": 1.0,
+        "connect_timeout": 1.0,
+        **kwargs,
+    }
     with pytest.raises(ValueError):
-        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+        EndpointPolicy(**fields)  # type: ignore[arg-type]
 
 
 def test_attempt_is_one_based() -> None:
     with pytest.raises(ValueError):
-        next_delay(DEFAULT, 0)
+        DEFAULT.next_delay(0)
+    with pytest.raises(ValueError):
+        backoff(1.0, 32.0, 0)
 
 
 @pytest.mark.parametrize(
@@ -119,4 +150,4 @@ def test_parse_retry_after(value: str | None, now: datetime, expected: float | N
 
 def test_parse_then_next_delay() -> None:
     wait = parse_retry_after("Wed, 21 Oct 2015 07:00:20 GMT", NOW)
-    assert next_delay(DEFAULT, 1, retry_after=wait) == 20.0
+    assert DEFAULT.next_delay(1, retry_after=wait) == 20.0

@@ -14,9 +14,9 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from webhookd.delivery.signing import (
     generate_secret,
-    seed_signature,
     signature_headers,
     standard_signature,
+    x_webhook_signature,
 )
 
 # Vector published by Standard Webhooks; expected values cross-checked with openssl.
@@ -43,7 +43,7 @@ def verify_signature(payload: str, signature: str, secret_key: str) -> bool:
 )
 def test_fixed_vectors(secret: str, v1: str, seed: str) -> None:
     assert standard_signature(secret, MSG_ID, TIMESTAMP, BODY) == v1
-    assert seed_signature(secret, BODY) == seed
+    assert x_webhook_signature(secret, BODY) == seed
     assert signature_headers(secret=secret, msg_id=MSG_ID, timestamp=TIMESTAMP, body=BODY) == {
         "X-Webhook-Signature": seed,
         "webhook-id": MSG_ID,
@@ -80,7 +80,7 @@ def test_standardwebhooks_library_verifies(secret: str) -> None:
 
 
 @pytest.mark.parametrize("secret", [SECRET, SECRET2, "generated"])
-def test_brief_receiver_verifies_seed_signature(secret: str) -> None:
+def test_brief_receiver_verifies_x_webhook_signature(secret: str) -> None:
     secret = generate_secret() if secret == "generated" else secret
     payload = '{"event": "ping", "n": 1}'
     sig = signature_headers(secret=secret, msg_id="m", timestamp=1, body=payload.encode())[

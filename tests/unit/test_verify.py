@@ -9,7 +9,12 @@ import pytest
 from standardwebhooks import Webhook
 
 from webhookd.delivery.signing import generate_secret, signature_headers
-from webhookd.verify import WebhookVerificationError, verify, verify_seed, verify_standard
+from webhookd.verify import (
+    WebhookVerificationError,
+    verify,
+    verify_standard,
+    verify_x_webhook_signature,
+)
 
 SECRET = generate_secret()
 BODY = b'{"event_id":"evt_1","event_type":"user.created","payload":{"a":1}}'
@@ -24,7 +29,7 @@ def test_engine_headers_verify_with_both_schemes() -> None:
     headers = _headers()
     verify(BODY, headers, SECRET)
     verify_standard(BODY, headers, SECRET)
-    verify_seed(BODY, headers["X-Webhook-Signature"], SECRET)
+    verify_x_webhook_signature(BODY, headers["X-Webhook-Signature"], SECRET)
 
 
 def test_header_names_are_case_insensitive() -> None:

@@ -1,13 +1,17 @@
-"""The in-process delivery engine: claim due deliveries, send them concurrently, record results.
+"""The delivery engine: claim due deliveries, send them concurrently, record results.
 
 - The dispatcher claims batches with a lease (never more than ``delivery_concurrency`` in
-  flight, never more than ``endpoint_concurrency`` to one endpoint) in fair order across
-  tenants (delivery/fairness.py), and sleeps until woken: by a publish, by a retry falling
-  due, by a saturated endpoint finishing an attempt, or by the poll timer (which also picks
-  up leases left behind by a dead process).
+  flight, never more than the policy's ``max_in_flight`` to one endpoint) in fair order
+  across tenants (delivery/fairness.py), and sleeps until woken: by a publish, by a retry
+  falling due, by a saturated endpoint finishing an attempt, or by the poll timer (which
+  also picks up leases left behind by a dead process).
 - Each claimed delivery is one asyncio task running :func:`perform_attempt`.
 - A single writer records finished attempts in batches, one transaction per batch.
-A crash at any point leaves rows that become due again when their lease expires.
+A crash at any point leaves rows that become due again when their lease expires. The same
+engine runs in the API process (embedded) and in each Celery worker process.
+
+:func:`deliver_due` is the same claim → attempt → record cycle without the concurrency
+machinery: everything due now, once.
 """
 
 from __future__ import annotations
@@ -16,11 +20,9 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
-import functools
 import os
 import socket
 import uuid
-from typing import Any
 
 import aiohttp
 import structlog
@@ -28,11 +30,13 @@ import structlog
 from webhookd import metrics
 from webhookd.config import Settings
 from webhookd.db import Database, utcnow
-from webhookd.delivery import repository
-from webhookd.delivery.attempt import Job, Outcome, perform_attempt
-from webhookd.errors import log_failure
+from webhookd.delivery.attempt import perform_attempt
+from webhookd.delivery.job import Job, Outcome
+from webhookd.delivery.lifecycle import Transition
+from webhookd.delivery.policy import EndpointPolicy
+from webhookd.delivery.store import DeliveryStore
+from webhookd.logging import log_failure
 from webhookd.models import DeliveryStatus
-from webhookd.security import SecretBox
 
 log = structlog.get_logger("webhookd.delivery")
 
@@ -49,13 +53,15 @@ class DeliveryEngine:
         self,
         settings: Settings,
         db: Database,
+        store: DeliveryStore,
         client: aiohttp.ClientSession,
-        box: SecretBox,
+        policy: EndpointPolicy,
     ) -> None:
         self.settings = settings
-        self.box = box
         self.db = db
+        self.store = store
         self.client = client
+        self.policy = policy
         self.owner = worker_id()
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -64,9 +70,8 @@ class DeliveryEngine:
         self._by_endpoint: collections.Counter[int] = collections.Counter()
         self._held_back: set[int] = set()  # endpoints whose due rows the last claim left
         # False while a claim has found no due work beyond the saturated endpoints and
-        # nothing new may have come since (repository.claim_due).
+        # nothing new may have come since (DeliveryStore.claim_due).
         self._search_past_saturated = True
-        self._tenant_metrics: dict[int, tuple[Any, Any]] = {}
         self._attempt_tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -96,8 +101,8 @@ class DeliveryEngine:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         try:
-            async with self.db.write() as session:
-                released = await repository.release_leases(session, owner=self.owner, now=utcnow())
+            async with self.db.write_connection() as conn:
+                released = await self.store.release_leases(conn, owner=self.owner, now=utcnow())
         except Exception:
             log.exception("engine.release_failed", owner=self.owner)
         else:
@@ -112,15 +117,14 @@ class DeliveryEngine:
     async def _claim(self, limit: int) -> list[Job]:
         """Lease up to ``limit`` due deliveries to this engine, in fair order."""
         async with self.db.write_connection() as conn:
-            claim = await repository.claim_due(
+            claim = await self.store.claim_due(
                 conn,
                 owner=self.owner,
                 now=utcnow(),
                 lease=dt.timedelta(seconds=self.settings.lease_seconds),
                 limit=limit,
-                box=self.box,
                 in_flight=self._by_endpoint,
-                endpoint_cap=self.settings.endpoint_concurrency,
+                endpoint_cap=self.policy.max_in_flight,
                 search_past_saturated=self._search_past_saturated,
             )
         self._held_back = claim.held_back
@@ -170,23 +174,8 @@ class DeliveryEngine:
         task.add_done_callback(self._attempt_tasks.discard)
 
     async def _attempt(self, job: Job) -> None:
-        outcome = await perform_attempt(
-            self.client,
-            job,
-            allow_private=self.settings.allow_private_targets,
-            allow_networks=self.settings.allowed_network_list,
-            body_limit=self.settings.response_body_limit,
-        )
+        outcome = await attempt(self.client, job, self.settings)
         self._endpoint_done(job.endpoint_id)
-        duration, success = self._metrics_for(job.tenant_id)
-        duration.observe(outcome.duration_ms / 1000)
-        self._attempt_counter(job.attempt_number).inc()
-        if outcome.succeeded:
-            success.inc()
-        else:
-            metrics.DELIVERY_FAILURE.labels(
-                tenant=str(job.tenant_id), reason=outcome.error_kind or ""
-            ).inc()
         self._results.put_nowait(outcome)
 
     def _endpoint_done(self, endpoint_id: int) -> None:
@@ -204,26 +193,8 @@ class DeliveryEngine:
 
     def _has_room(self, endpoint_id: int) -> bool:
         """A quarter of the endpoint's slots (at least one) are free."""
-        cap = self.settings.endpoint_concurrency
+        cap = self.policy.max_in_flight
         return self._by_endpoint[endpoint_id] <= cap - max(1, cap // 4)
-
-    @staticmethod
-    @functools.cache
-    def _attempt_counter(number: int) -> Any:
-        return metrics.DELIVERY_ATTEMPTS.labels(attempt=str(number))
-
-    def _metrics_for(self, tenant_id: int) -> tuple[Any, Any]:
-        """The tenant's duration histogram and success counter (label lookups cost more
-        than the updates)."""
-        children = self._tenant_metrics.get(tenant_id)
-        if children is None:
-            tenant = str(tenant_id)
-            children = (
-                metrics.DELIVERY_DURATION.labels(tenant=tenant),
-                metrics.DELIVERY_SUCCESS.labels(tenant=tenant),
-            )
-            self._tenant_metrics[tenant_id] = children
-        return children
 
     # -- writer ------------------------------------------------------------------------------
 
@@ -250,34 +221,79 @@ class DeliveryEngine:
                 self._slot_freed.set()
 
     async def _record(self, batch: list[Outcome]) -> None:
-        async with self.db.write_connection() as conn:
-            recorded = await repository.record_outcomes(
-                conn,
-                owner=self.owner,
-                outcomes=batch,
-                policy=self.settings.retry_policy,
-                now=utcnow(),
-            )
+        transitions = await record(self.db, self.store, self.owner, batch, self.policy)
         loop = asyncio.get_running_loop()
-        for r in recorded:
-            job = r.outcome.job
-            context = {
-                "delivery_id": job.delivery_id,
-                "event_id": job.event_id,
-                "tenant_id": job.tenant_id,
-                "endpoint_id": job.endpoint_id,
-                "attempt": job.attempt_number,
-                "duration_ms": round(r.outcome.duration_ms, 1),
-            }
-            if r.status == DeliveryStatus.SUCCEEDED:
-                log.info("delivery.succeeded", **context, status=r.outcome.response_status)
-                continue
-            bound = log.bind(**context)
-            if r.status == DeliveryStatus.FAILED:
-                bound.warning(
-                    "delivery.retry_scheduled", error=r.outcome.summary, retry_in=r.retry_in
-                )
-                loop.call_later(r.retry_in or 0.0, self.wake)
-            else:
-                metrics.DEAD_LETTERED.labels(tenant=str(job.tenant_id)).inc()
-                bound.error("delivery.dead_lettered", error=r.outcome.summary)
+        for t in transitions:
+            if t.status == DeliveryStatus.FAILED:
+                loop.call_later(t.retry_in or 0.0, self.wake)
+
+
+async def attempt(client: aiohttp.ClientSession, job: Job, settings: Settings) -> Outcome:
+    """One HTTP try of ``job``, counted in the metrics."""
+    outcome = await perform_attempt(
+        client,
+        job,
+        allow_private=settings.allow_private_targets,
+        allow_networks=settings.allowed_network_list,
+        body_limit=settings.response_body_limit,
+    )
+    metrics.attempt_finished(
+        job.tenant_id,
+        job.attempt_number,
+        outcome.duration_ms / 1000,
+        None if outcome.succeeded else outcome.error_kind or "",
+    )
+    return outcome
+
+
+async def record(
+    db: Database, store: DeliveryStore, owner: str, outcomes: list[Outcome], policy: EndpointPolicy
+) -> list[Transition]:
+    """Record a batch of outcomes in one transaction, then log each transition."""
+    async with db.write_connection() as conn:
+        transitions = await store.record_outcomes(
+            conn, owner=owner, outcomes=outcomes, policy=policy, now=utcnow()
+        )
+    for t in transitions:
+        job = t.outcome.job
+        context = {
+            "delivery_id": job.delivery_id,
+            "event_id": job.event_id,
+            "tenant_id": job.tenant_id,
+            "endpoint_id": job.endpoint_id,
+            "attempt": job.attempt_number,
+            "duration_ms": round(t.outcome.duration_ms, 1),
+        }
+        if t.status == DeliveryStatus.SUCCEEDED:
+            log.info("delivery.succeeded", **context, status=t.outcome.response_status)
+        elif t.status == DeliveryStatus.FAILED:
+            log.warning(
+                "delivery.retry_scheduled", **context, error=t.outcome.summary, retry_in=t.retry_in
+            )
+        else:
+            metrics.DEAD_LETTERED.labels(tenant=str(job.tenant_id)).inc()
+            log.error("delivery.dead_lettered", **context, error=t.outcome.summary)
+    return transitions
+
+
+async def deliver_due(
+    *,
+    settings: Settings,
+    db: Database,
+    store: DeliveryStore,
+    client: aiohttp.ClientSession,
+    policy: EndpointPolicy,
+    batch: int = 100,
+) -> list[Transition]:
+    """Attempt every delivery that is due now once, ``batch`` at a time, and record the
+    outcomes; what an attempt schedules for later is left for later. The transitions made."""
+    owner = worker_id()
+    lease = dt.timedelta(seconds=settings.lease_seconds)
+    done: list[Transition] = []
+    while True:
+        async with db.write_connection() as conn:
+            claim = await store.claim_due(conn, owner=owner, now=utcnow(), lease=lease, limit=batch)
+        if not claim.jobs:
+            return done
+        outcomes = await asyncio.gather(*(attempt(client, job, settings) for job in claim.jobs))
+        done += await record(db, store, owner, list(outcomes), policy)

@@ -19,19 +19,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, select
-
-from webhookd.models import Delivery
-
 COST_US = 1_000  # the virtual cost of one delivery: 1 ms
 _MAX_TENANTS = 10_000  # forget clocks that the queue has caught up with beyond this many
-
-# The head of the live queue, as a scalar subquery (publishing reads it with its routing).
-HEAD = (
-    select(func.min(Delivery.queue_key))
-    .where(Delivery.next_attempt_at.is_not(None))
-    .scalar_subquery()
-)
 
 
 def to_key(moment: dt.datetime) -> int:
@@ -55,10 +44,7 @@ class FairClock:
 
 
 def virtual_time(head: int | None, now: dt.datetime) -> int:
-    """V: the head of the live queue (:data:`HEAD`), or now if the queue is empty or ahead
-    of the clock."""
+    """V: the head of the live queue (the smallest key of a live delivery), or now if the
+    queue is empty or ahead of the clock."""
     now_key = to_key(now)
     return now_key if head is None else min(int(head), now_key)
-
-
-CLOCK = FairClock()  # the process's clock, used by publishing

@@ -1,55 +1,36 @@
-"""Retry schedule: capped exponential backoff with Retry-After support.
+"""Retry timing, pure: capped exponential backoff, and the receiver's ``Retry-After``.
 
-With the default :class:`RetryPolicy` a delivery is attempted at most 7 times: the
-first attempt immediately, then after waits of 1, 2, 4, 8, 16 and 32 seconds. After
-the 7th failure :func:`next_delay` returns ``None`` and the delivery is dead-lettered.
+With the default settings a delivery is attempted at most 7 times: the first attempt
+immediately, then after waits of 1, 2, 4, 8, 16 and 32 seconds
+(``backoff_schedule(1, 32, 7)``). How a schedule is applied to a delivery is the endpoint's
+policy (``delivery/policy.py``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Backoff parameters: ``base_delay * 2**(n-1)`` seconds after failure n, capped."""
-
-    base_delay: float = 1.0
-    max_delay: float = 32.0
-    max_attempts: int = 7
-
-    def __post_init__(self) -> None:
-        """Reject policies that cannot produce a sensible schedule."""
-        if not (self.base_delay >= 0 and self.max_delay >= self.base_delay):
-            raise ValueError("require 0 <= base_delay <= max_delay")
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be >= 1")
-
-
-def next_delay(
-    policy: RetryPolicy, attempt: int, *, retry_after: float | None = None
-) -> float | None:
-    """Return the seconds to wait after failed attempt ``attempt`` (1-based), or None.
-
-    ``None`` means the attempts are exhausted (``attempt >= max_attempts``). Otherwise
-    the delay is ``min(base_delay * 2**(attempt-1), max_delay)``. A receiver's
-    ``retry_after`` (seconds) can lengthen the wait up to ``max_delay`` but never
-    shorten it; negative or NaN values are ignored.
-    """
-    if attempt < 1:
+def backoff(base_delay: float, max_delay: float, failure: int) -> float:
+    """Seconds to wait after failed attempt ``failure`` (1-based):
+    ``min(base_delay * 2**(failure-1), max_delay)``."""
+    if failure < 1:
         raise ValueError("attempt is 1-based")
-    if attempt >= policy.max_attempts:
-        return None
     try:
-        delay = min(math.ldexp(policy.base_delay, attempt - 1), policy.max_delay)
+        return min(math.ldexp(base_delay, failure - 1), max_delay)
     except OverflowError:
-        delay = policy.max_delay
-    if retry_after is not None and retry_after >= 0:  # False for NaN
-        delay = max(delay, min(retry_after, policy.max_delay))
-    return delay
+        return max_delay
+
+
+def backoff_schedule(base_delay: float, max_delay: float, max_attempts: int) -> tuple[float, ...]:
+    """The waits between ``max_attempts`` attempts (``max_attempts - 1`` of them)."""
+    if not (base_delay >= 0 and max_delay >= base_delay):  # False for NaN
+        raise ValueError("require 0 <= base_delay <= max_delay")
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be >= 1")
+    return tuple(backoff(base_delay, max_delay, n) for n in range(1, max_attempts))
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -75,9 +56,3 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     return max(0.0, (when - now).total_seconds())
-
-
-def schedule(policy: RetryPolicy) -> list[float]:
-    """Return the delays after each failed attempt that is followed by a retry."""
-    delays = (next_delay(policy, attempt) for attempt in range(1, policy.max_attempts))
-    return [d for d in delays if d is not None]

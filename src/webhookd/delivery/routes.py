@@ -6,14 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from webhookd.delivery import dlq
+from webhookd.api.deps import DeliveriesDep, SessionDep, TenantDep, WriteSessionDep
+from webhookd.api.errors import error_responses
+from webhookd.api.route import OrjsonRoute
 from webhookd.delivery.schemas import DeadLetterFilter, DeadLetterRead, RetryResult
-from webhookd.deps import DatabaseDep, QueueDep, SessionDep, TenantDep, WriteSessionDep
-from webhookd.errors import error_responses
-from webhookd.event.schemas import EventType
 from webhookd.models import DeadLetter
-from webhookd.routing import OrjsonRoute
-from webhookd.schemas import IdPath, IdQuery, Page
+from webhookd.schemas import EventType, IdPath, IdQuery, Page
 
 router = APIRouter(prefix="/api/v1/dlq", tags=["dead-letter queue"], route_class=OrjsonRoute)
 
@@ -27,6 +25,7 @@ def _read(entry: DeadLetter, event_id: str) -> DeadLetterRead:
 async def list_dead_letters(
     tenant: TenantDep,
     session: SessionDep,
+    deliveries: DeliveriesDep,
     endpoint_id: IdQuery = None,
     event_type: Annotated[EventType | None, Query()] = None,
     resolved: Annotated[bool | None, Query(description="Default: unresolved only")] = False,
@@ -34,7 +33,7 @@ async def list_dead_letters(
     cursor: IdQuery = None,
 ) -> Page[DeadLetterRead]:
     """Dead-lettered deliveries, newest first."""
-    rows = await dlq.list_entries(
+    rows = await deliveries.list_dead_letters(
         session,
         tenant_id=tenant.id,
         endpoint_id=endpoint_id,
@@ -49,46 +48,50 @@ async def list_dead_letters(
 
 @router.post("/retry", response_model=RetryResult)
 async def retry_dead_letters(
-    tenant: TenantDep, db: DatabaseDep, queue: QueueDep, selection: DeadLetterFilter | None = None
+    tenant: TenantDep,
+    session: WriteSessionDep,
+    deliveries: DeliveriesDep,
+    selection: DeadLetterFilter | None = None,
 ) -> RetryResult:
     """Retry every unresolved entry that matches the filter (all of them without one),
     up to 1,000 per call. Each gets a fresh cycle of attempts."""
     selection = selection or DeadLetterFilter()
-    async with db.write() as session:
-        delivery_ids = await dlq.retry_matching(
-            session,
-            tenant_id=tenant.id,
-            endpoint_id=selection.endpoint_id,
-            event_type=selection.event_type,
-        )
-    if delivery_ids:
-        await queue.submit(delivery_ids)
+    delivery_ids = await deliveries.retry_dead_letters(
+        session,
+        tenant_id=tenant.id,
+        endpoint_id=selection.endpoint_id,
+        event_type=selection.event_type,
+    )
     return RetryResult(retried=len(delivery_ids), delivery_ids=delivery_ids)
 
 
 @router.get("/{entry_id}", response_model=DeadLetterRead)
 async def get_dead_letter(
-    entry_id: IdPath, tenant: TenantDep, session: SessionDep
+    entry_id: IdPath, tenant: TenantDep, session: SessionDep, deliveries: DeliveriesDep
 ) -> DeadLetterRead:
-    entry, event_id = await dlq.get_entry(session, tenant_id=tenant.id, entry_id=entry_id)
+    entry, event_id = await deliveries.get_dead_letter(
+        session, tenant_id=tenant.id, entry_id=entry_id
+    )
     return _read(entry, event_id)
 
 
 @router.post("/{entry_id}/retry", response_model=RetryResult, responses=error_responses(409))
 async def retry_dead_letter(
-    entry_id: IdPath, tenant: TenantDep, db: DatabaseDep, queue: QueueDep
+    entry_id: IdPath, tenant: TenantDep, session: WriteSessionDep, deliveries: DeliveriesDep
 ) -> RetryResult:
     """Deliver again with a fresh cycle of attempts; earlier attempts stay on record."""
-    async with db.write() as session:
-        delivery_id = await dlq.retry_entry(session, tenant_id=tenant.id, entry_id=entry_id)
-    await queue.submit([delivery_id])
+    delivery_id = await deliveries.retry_dead_letter(
+        session, tenant_id=tenant.id, entry_id=entry_id
+    )
     return RetryResult(retried=1, delivery_ids=[delivery_id])
 
 
 @router.delete("/{entry_id}", response_model=DeadLetterRead)
 async def resolve_dead_letter(
-    entry_id: IdPath, tenant: TenantDep, session: WriteSessionDep
+    entry_id: IdPath, tenant: TenantDep, session: WriteSessionDep, deliveries: DeliveriesDep
 ) -> DeadLetterRead:
     """Mark the entry resolved without delivering it (``resolution: discarded``)."""
-    entry, event_id = await dlq.discard_entry(session, tenant_id=tenant.id, entry_id=entry_id)
+    entry, event_id = await deliveries.discard_dead_letter(
+        session, tenant_id=tenant.id, entry_id=entry_id
+    )
     return _read(entry, event_id)

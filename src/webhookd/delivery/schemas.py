@@ -1,13 +1,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from webhookd.schemas import EVENT_TYPE_PATTERN, MAX_ID, ReadModel
-
-DeliveryStatusLiteral = Literal["pending", "delivering", "succeeded", "failed", "dead"]
 
 
 class AttemptRead(ReadModel):

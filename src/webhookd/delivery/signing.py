@@ -31,7 +31,7 @@ def generate_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
 
 
-def seed_signature(secret: str, body: bytes) -> str:
+def x_webhook_signature(secret: str, body: bytes) -> str:
     """Return ``"sha256=" + hex(HMAC-SHA256(secret as UTF-8, body))``.
 
     The key is the complete secret string, prefix included, so a receiver can verify
@@ -73,7 +73,7 @@ def signature_headers(
     if not secret_list:
         raise ValueError("at least one secret is required")
     return {
-        "X-Webhook-Signature": seed_signature(secret_list[0], body),
+        "X-Webhook-Signature": x_webhook_signature(secret_list[0], body),
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
         "webhook-signature": " ".join(

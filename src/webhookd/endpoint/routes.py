@@ -4,11 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from webhookd.deps import PrincipalDep, SessionDep, SettingsDep, WriteSessionDep
+from webhookd.api.deps import PrincipalDep, SessionDep, SettingsDep, WriteSessionDep
+from webhookd.api.errors import error_responses
+from webhookd.api.route import OrjsonRoute
 from webhookd.endpoint import service
 from webhookd.endpoint.schemas import EndpointCreate, EndpointRead, EndpointUpdate
-from webhookd.errors import error_responses
-from webhookd.routing import OrjsonRoute
 from webhookd.schemas import IdPath, IdQuery, Page
 
 router = APIRouter(

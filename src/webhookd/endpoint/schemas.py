@@ -5,8 +5,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from webhookd.event.schemas import EventType
-from webhookd.schemas import NO_NUL_PATTERN, ReadModel
+from webhookd.schemas import NO_NUL_PATTERN, EventType, ReadModel
 
 Url = Annotated[
     str,

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd.config import Settings
 from webhookd.delivery import ssrf
+from webhookd.endpoint import repository
 from webhookd.endpoint.schemas import EndpointCreate, EndpointUpdate
 from webhookd.errors import Conflict, NotFound, Unprocessable
-from webhookd.models import Endpoint, Tenant
+from webhookd.models import Endpoint
 from webhookd.schemas import changes as schema_changes
+from webhookd.tenant.service import ensure_tenant
 
 
 async def check_url(url: str, settings: Settings) -> str:
@@ -32,21 +33,13 @@ async def check_url(url: str, settings: Settings) -> str:
     return url
 
 
-async def ensure_tenant(session: AsyncSession, *, tenant_id: int) -> None:
-    """404 for an unknown tenant (the admin key reaches any tenant id)."""
-    if await session.get(Tenant, tenant_id) is None:
-        raise NotFound(f"tenant {tenant_id} not found")
-
-
 async def create_endpoint(
     session: AsyncSession, *, tenant_id: int, data: EndpointCreate, settings: Settings
 ) -> Endpoint:
     await ensure_tenant(session, tenant_id=tenant_id)
     await check_url(data.url, settings)
-    count = await session.scalar(
-        select(func.count()).select_from(Endpoint).where(Endpoint.tenant_id == tenant_id)
-    )
-    if (count or 0) >= settings.max_endpoints_per_tenant:
+    count = await repository.count(session, tenant_id=tenant_id)
+    if count >= settings.max_endpoints_per_tenant:
         raise Conflict(
             f"tenant {tenant_id} already has {count} endpoints "
             f"(limit {settings.max_endpoints_per_tenant})"
@@ -58,9 +51,7 @@ async def create_endpoint(
 
 
 async def get_endpoint(session: AsyncSession, *, tenant_id: int, endpoint_id: int) -> Endpoint:
-    endpoint = await session.scalar(
-        select(Endpoint).where(Endpoint.tenant_id == tenant_id, Endpoint.id == endpoint_id)
-    )
+    endpoint = await repository.get(session, tenant_id=tenant_id, endpoint_id=endpoint_id)
     if endpoint is None:
         raise NotFound(f"endpoint {endpoint_id} not found")
     return endpoint
@@ -70,12 +61,7 @@ async def list_endpoints(
     session: AsyncSession, *, tenant_id: int, limit: int, cursor: int | None
 ) -> list[Endpoint]:
     await ensure_tenant(session, tenant_id=tenant_id)
-    query = (
-        select(Endpoint).where(Endpoint.tenant_id == tenant_id).order_by(Endpoint.id).limit(limit)
-    )
-    if cursor is not None:
-        query = query.where(Endpoint.id > cursor)
-    return list((await session.execute(query)).scalars())
+    return await repository.page(session, tenant_id=tenant_id, limit=limit, cursor=cursor)
 
 
 async def update_endpoint(
@@ -101,9 +87,3 @@ async def delete_endpoint(session: AsyncSession, *, tenant_id: int, endpoint_id:
     endpoint = await get_endpoint(session, tenant_id=tenant_id, endpoint_id=endpoint_id)
     await session.delete(endpoint)
     await session.flush()
-
-
-def subscribed(event_types: list[str] | None, event_type: str) -> bool:
-    """Routing: an endpoint gets an event type it subscribed to, or every type if it
-    subscribed to none."""
-    return not event_types or event_type in event_types

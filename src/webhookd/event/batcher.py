@@ -12,23 +12,25 @@ from __future__ import annotations
 import asyncio
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from webhookd.db import Database
-from webhookd.errors import Unauthorized, log_failure
-from webhookd.event.schemas import EventCreate
-from webhookd.event.service import Published, publish_events
-from webhookd.models import Tenant
+from webhookd.delivery.service import DeliveryService
+from webhookd.errors import NotFound, Unauthorized
+from webhookd.event.schemas import EventAccepted, EventCreate
+from webhookd.event.service import publish_events
+from webhookd.logging import log_failure
+from webhookd.tenant.service import ensure_tenant
 
 log = structlog.get_logger("webhookd.publish")
 
-Request = tuple[int, EventCreate, "asyncio.Future[Published]"]
+Request = tuple[int, EventCreate, "asyncio.Future[EventAccepted]"]
 
 
 class PublishBatcher:
-    def __init__(self, db: Database, *, max_batch: int = 500) -> None:
+    def __init__(self, db: Database, deliveries: DeliveryService, *, max_batch: int = 500) -> None:
         self.db = db
+        self.deliveries = deliveries
         self.max_batch = max_batch
         self._waiting: list[Request] = []
         self._wake = asyncio.Event()
@@ -45,8 +47,9 @@ class PublishBatcher:
             answer.cancel()
         self._waiting.clear()
 
-    async def publish(self, tenant_id: int, data: EventCreate) -> Published:
-        answer: asyncio.Future[Published] = asyncio.get_running_loop().create_future()
+    async def publish(self, tenant_id: int, data: EventCreate) -> EventAccepted:
+        """The answer to the publish, once it is committed."""
+        answer: asyncio.Future[EventAccepted] = asyncio.get_running_loop().create_future()
         self._waiting.append((tenant_id, data, answer))
         self._wake.set()
         return await answer
@@ -64,7 +67,9 @@ class PublishBatcher:
         try:
             async with self.db.write() as session:
                 results = await publish_events(
-                    session, batch=[(tenant_id, data) for tenant_id, data, _ in batch]
+                    session,
+                    deliveries=self.deliveries,
+                    batch=[(tenant_id, data) for tenant_id, data, _ in batch],
                 )
         except DBAPIError as exc:
             if exc.connection_invalidated and retry:
@@ -104,10 +109,12 @@ class PublishBatcher:
         tenant_id = batch[0][0]
         try:
             async with self.db.read() as session:
-                found = await session.scalar(select(Tenant.id).where(Tenant.id == tenant_id))
+                await ensure_tenant(session, tenant_id=tenant_id)
+        except NotFound:
+            return TenantGone(tenant_id)
         except Exception:  # the database is failing: report the original error
             return exc
-        return TenantGone(tenant_id) if found is None else exc
+        return exc
 
 
 class TenantGone(Unauthorized):

@@ -1,8 +1,9 @@
 """Accepting a published event, and the fast path that serves well-formed publishes.
 
 ``accept`` is what ``POST /api/v1/events`` does once the request is parsed and the tenant
-known: take a token, hand the event to the group commit, answer after its commit. The
-FastAPI route calls it, and so does :class:`IngestFastPath`.
+known: take a token, hand the event to the group commit, answer after its commit (which
+also wakes the delivery engine). The FastAPI route calls it, and so does
+:class:`IngestFastPath`.
 
 :class:`IngestFastPath` is an ASGI middleware for the hottest request of the API. It serves
 a publish itself only when everything about it is already known to be right: a JSON body
@@ -10,40 +11,39 @@ within the size limit that validates as :class:`EventCreate`, and an API key thi
 authenticated a moment ago (the key cache). Anything else (a missing, wrong or uncached
 key, a throttled address, a body that does not parse or validate, a chunked body, another
 content type) is handed, body included, to the FastAPI route, which answers exactly as it
-always did; the OpenAPI schema is the route's. Dependency solving, routing among every
-route and re-validating the response were most of the CPU of a publish.
+would; the OpenAPI schema is the route's. The fast path skips FastAPI's routing, dependency
+solving and response re-validation (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import orjson
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from webhookd import metrics
-from webhookd.errors import (
-    AppError,
-    app_error_response,
-    database_unavailable,
-    unavailable_response,
-)
+from webhookd.api.deps import app_runtime
+from webhookd.api.errors import app_error_response, unavailable_response
+from webhookd.api.route import is_json
+from webhookd.db import database_unavailable
+from webhookd.errors import AppError
 from webhookd.event.batcher import TenantGone
 from webhookd.event.schemas import EventCreate
-from webhookd.routing import is_json
+from webhookd.runtime import Runtime
 from webhookd.security import hash_api_key
 from webhookd.tenant.keycache import AuthTenant
 
 PATH = "/api/v1/events"
 
 
-async def accept(state: Any, tenant: AuthTenant, data: EventCreate) -> tuple[int, bytes, Any]:
+async def accept(
+    runtime: Runtime, tenant: AuthTenant, data: EventCreate
+) -> tuple[int, bytes, dict[str, str]]:
     """Publish for an authenticated tenant: (status, JSON body, rate-limit headers).
 
     Raises :class:`AppError` (429) over the tenant's rate limit, and 401 if the tenant was
     deleted since its key was cached."""
-    decision = await state.rate_limiter.acquire(f"tenant:{tenant.id}", tenant.rate_limit)
+    decision = await runtime.rate_limiter.acquire(f"tenant:{tenant.id}", tenant.rate_limit)
     if not decision.allowed:
         metrics.rate_limit_hit(tenant.id)
         raise AppError(
@@ -53,15 +53,12 @@ async def accept(state: Any, tenant: AuthTenant, data: EventCreate) -> tuple[int
             headers=decision.headers,
         )
     try:
-        published = await state.publisher.publish(tenant.id, data)  # answered after commit
+        accepted = await runtime.publisher.publish(tenant.id, data)  # answered after commit
     except TenantGone:
-        state.key_cache.forget_tenant(tenant.id)
+        runtime.key_cache.forget_tenant(tenant.id)
         raise
-    accepted = published.accepted
     if not accepted.duplicate:
         metrics.event_published(tenant.id, data.event_type)
-        if published.delivery_ids:
-            await state.queue.submit(published.delivery_ids)
     body = accepted.__pydantic_serializer__.to_json(accepted)
     return (200 if accepted.duplicate else 202), body, decision.headers
 
@@ -95,7 +92,7 @@ class IngestFastPath:
             await self.app(scope, _replay(body, receive), send)
             return
         try:
-            status, content, headers = await accept(scope["app"].state, tenant, data)
+            status, content, headers = await accept(app_runtime(scope["app"]), tenant, data)
         except AppError as exc:
             await app_error_response(exc)(scope, receive, send)
             return
@@ -113,11 +110,11 @@ class IngestFastPath:
     def _tenant(scope: Scope, api_key: str) -> AuthTenant | None:
         """The key's tenant if this process authenticated it recently and the address is not
         throttled; else None (the route authenticates, counts failures, answers 401/429)."""
-        state = scope["app"].state
+        runtime = app_runtime(scope["app"])
         client = scope.get("client")
-        if state.auth_throttle.blocked_for(client[0] if client else "unknown") > 0:
+        if runtime.auth_throttle.blocked_for(client[0] if client else "unknown") > 0:
             return None
-        return state.key_cache.get(hash_api_key(api_key, state.secrets.pepper))  # type: ignore[no-any-return]
+        return runtime.key_cache.get(hash_api_key(api_key, runtime.secrets.pepper))
 
 
 async def _read_body(receive: Receive) -> bytes | None:

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
+from webhookd.api.deps import DeliveriesDep, RuntimeDep, SessionDep, TenantDep
+from webhookd.api.route import OrjsonRoute
 from webhookd.delivery.schemas import AttemptRead
-from webhookd.deps import SessionDep, TenantDep
 from webhookd.event import service
 from webhookd.event.ingest import accept
 from webhookd.event.schemas import (
@@ -14,10 +15,8 @@ from webhookd.event.schemas import (
     EventCreate,
     EventIdPath,
     EventRead,
-    EventType,
 )
-from webhookd.routing import OrjsonRoute
-from webhookd.schemas import IdQuery, Page
+from webhookd.schemas import EventType, IdQuery, Page
 
 router = APIRouter(prefix="/api/v1/events", tags=["events"], route_class=OrjsonRoute)
 
@@ -30,16 +29,16 @@ router = APIRouter(prefix="/api/v1/events", tags=["events"], route_class=OrjsonR
         200: {"model": EventAccepted, "description": "Duplicate event_id: the original event"},
     },
 )
-async def publish_event(data: EventCreate, tenant: TenantDep, request: Request) -> Response:
+async def publish_event(data: EventCreate, tenant: TenantDep, runtime: RuntimeDep) -> Response:
     """Publish an event to every subscribed endpoint of the tenant.
 
     The event and its deliveries are committed before this answers 202. Publishing the same
     event_id again answers 200 with the original event and ``duplicate: true``.
     """
-    # app.state is read directly (no dependency per object), and the answer is serialised
-    # once by pydantic-core (``response_model`` stays for the OpenAPI schema). Well-formed
-    # publishes with a recently authenticated key are served by event/ingest.py's fast path.
-    status, content, headers = await accept(request.app.state, tenant, data)
+    # The answer is serialised once by pydantic-core (``response_model`` stays for the OpenAPI
+    # schema). Well-formed publishes with a recently authenticated key are served by
+    # event/ingest.py's fast path.
+    status, content, headers = await accept(runtime, tenant, data)
     return Response(content, status_code=status, headers=headers, media_type="application/json")
 
 
@@ -68,10 +67,12 @@ async def get_event(event_id: EventIdPath, tenant: TenantDep, session: SessionDe
 
 @router.get("/{event_id}/deliveries", response_model=list[DeliveryDetail])
 async def get_event_deliveries(
-    event_id: EventIdPath, tenant: TenantDep, session: SessionDep
+    event_id: EventIdPath, tenant: TenantDep, session: SessionDep, deliveries: DeliveriesDep
 ) -> list[DeliveryDetail]:
     """Each delivery of the event with every attempt made so far."""
-    rows = await service.event_deliveries(session, tenant_id=tenant.id, event_id=event_id)
+    rows = await service.event_deliveries(
+        session, deliveries=deliveries, tenant_id=tenant.id, event_id=event_id
+    )
     return [
         DeliveryDetail.model_validate(
             {

@@ -6,19 +6,10 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from webhookd.delivery.schemas import AttemptRead, DeliveryStatusLiteral
-from webhookd.schemas import EVENT_TYPE_PATTERN, MAX_JSON_DEPTH, ReadModel, json_depth
+from webhookd.delivery.schemas import AttemptRead
+from webhookd.models import DeliveryStatus
+from webhookd.schemas import MAX_JSON_DEPTH, EventType, ReadModel, json_depth
 
-EventType = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=255,
-        pattern=EVENT_TYPE_PATTERN,
-        description="Letters, digits, '_', '.' and '-', e.g. user.created",
-        examples=["user.created"],
-    ),
-]
 EVENT_ID_PATTERN = r"^[\x21-\x7e]+$"
 EventId = Annotated[
     str,
@@ -63,7 +54,7 @@ class EventCreate(BaseModel):
 class DeliverySummary(BaseModel):
     id: int
     endpoint_id: int
-    status: DeliveryStatusLiteral
+    status: DeliveryStatus
 
 
 class EventAccepted(BaseModel):
@@ -86,7 +77,7 @@ class EventRead(ReadModel):
 class DeliveryDetail(ReadModel):
     id: int
     endpoint_id: int
-    status: DeliveryStatusLiteral
+    status: DeliveryStatus
     attempt_count: int
     cycle: int
     next_attempt_at: dt.datetime | None

@@ -1,9 +1,10 @@
 """The seam between publishing and delivering.
 
 The database is the source of truth: a delivery row that is due will be delivered whether or
-not anybody is told about it. A queue only makes that happen sooner: ``submit`` is called after
-the publishing transaction commits. The in-process queue wakes the local dispatcher; a broker
-queue (Celery on RabbitMQ) publishes the ids to distributed workers.
+not anybody is told about it. A queue only makes that happen sooner: ``submit`` is called once
+the transaction that made the rows due has committed (``db.after_commit``). The in-process
+queue wakes the local dispatcher; a broker queue (Celery on RabbitMQ) tells distributed
+workers.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Protocol
 class DeliveryQueue(Protocol):
     async def start(self) -> None: ...
 
-    async def submit(self, delivery_ids: Sequence[int]) -> None:
-        """New or re-scheduled deliveries were committed and are due now."""
+    def submit(self, delivery_ids: Sequence[int]) -> None:
+        """New or re-scheduled deliveries were committed and are due now. Never blocks."""
 
     async def stop(self) -> None: ...

@@ -1,8 +1,9 @@
-"""Distributed delivery: the API publishes delivery ids to RabbitMQ; Celery workers deliver.
+"""Distributed delivery: after each commit the API tells Celery workers (on RabbitMQ) that
+deliveries are due; the workers deliver.
 
 The database stays the source of truth. A publish that fails (broker down) only loses a
-wake-up: the rows are due in the database and the workers' own dispatchers (the sweeper)
-claim them. Publishing happens in the background so that a slow broker never delays the
+wake-up: the rows are due in the database and the workers' dispatchers find them at their
+next poll. Publishing happens in the background so that a slow broker never delays the
 publisher's 202.
 """
 
@@ -12,18 +13,50 @@ import asyncio
 from collections.abc import Sequence
 
 import structlog
+from celery import Celery
 
 from webhookd import metrics
+from webhookd.config import Settings
 
 log = structlog.get_logger("webhookd.queue")
 
+DELIVER_TASK = "webhookd.deliver"
+
+
+def create_celery(settings: Settings) -> Celery:
+    """A Celery app on the settings' broker, configured alike in the API (which only sends
+    ``webhookd.deliver``) and in workers (``webhookd.worker``)."""
+    celery = Celery("webhookd", set_as_current=False)
+    celery.conf.update(
+        broker_url=settings.broker_url or "memory://",
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=2,
+        task_default_queue=settings.worker_queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_pool="threads",
+        worker_concurrency=settings.worker_concurrency,
+        worker_prefetch_multiplier=2,
+        worker_hijack_root_logger=False,  # keep webhookd's JSON logging
+        worker_redirect_stdouts=False,  # the JSON logs write to the real stdout
+        worker_send_task_events=False,
+        # No remote-control queue: nothing uses it, and several workers on one host would
+        # otherwise collide on its exclusive queue unless each were given a unique -n name.
+        worker_enable_remote_control=False,
+    )
+    return celery
+
 
 class CeleryQueue:
-    """Publishes delivery ids in small batches: ids submitted within ``linger`` seconds of
-    each other (up to ``max_batch``) travel in one task, because a Celery message costs a
-    worker about as much CPU as the HTTP delivery it carries."""
+    """Sends delivery ids in small batches: ids submitted within ``linger`` seconds of each
+    other (up to ``max_batch``) travel in one task, because a Celery message costs a worker
+    about as much CPU as the HTTP delivery it carries."""
 
-    def __init__(self, *, max_batch: int = 200, linger: float = 0.005) -> None:
+    def __init__(self, celery: Celery, *, max_batch: int = 200, linger: float = 0.005) -> None:
+        self.celery = celery
         self.max_batch = max_batch
         self.linger = linger
         self._ids: list[int] = []
@@ -33,7 +66,7 @@ class CeleryQueue:
     async def start(self) -> None:
         return None
 
-    async def submit(self, delivery_ids: Sequence[int]) -> None:
+    def submit(self, delivery_ids: Sequence[int]) -> None:
         self._ids.extend(delivery_ids)
         if len(self._ids) >= self.max_batch:
             self._flush()
@@ -46,22 +79,22 @@ class CeleryQueue:
             self._timer = None
         ids, self._ids = self._ids, []
         if ids:
-            task = asyncio.create_task(self._publish(ids))
+            task = asyncio.create_task(self._send(ids))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
 
-    async def _publish(self, delivery_ids: list[int]) -> None:
-        from webhookd.worker import deliver
-
+    async def _send(self, delivery_ids: list[int]) -> None:
         try:
-            await asyncio.to_thread(deliver.apply_async, args=[delivery_ids], retry=False)
+            await asyncio.to_thread(
+                self.celery.send_task, DELIVER_TASK, args=[delivery_ids], retry=False
+            )
         except Exception as exc:
             metrics.BROKER_PUBLISH_FAILURES.inc()
             log.warning(
                 "queue.publish_failed",
                 deliveries=len(delivery_ids),
                 error=type(exc).__name__,
-                note="rows stay due; workers' sweepers deliver them",
+                note="rows stay due; the workers' dispatchers find them at their next poll",
             )
 
     async def stop(self) -> None:

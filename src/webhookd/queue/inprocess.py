@@ -16,7 +16,7 @@ class InProcessQueue:
     async def start(self) -> None:
         await self.engine.start()
 
-    async def submit(self, delivery_ids: Sequence[int]) -> None:
+    def submit(self, delivery_ids: Sequence[int]) -> None:
         self.engine.wake()
 
     async def stop(self) -> None:
@@ -25,12 +25,12 @@ class InProcessQueue:
 
 class DatabaseOnlyQueue:
     """For an API process without local workers: the rows are in the database, and workers
-    elsewhere poll for due deliveries."""
+    elsewhere find them when they poll."""
 
     async def start(self) -> None:
         return None
 
-    async def submit(self, delivery_ids: Sequence[int]) -> None:
+    def submit(self, delivery_ids: Sequence[int]) -> None:
         return None
 
     async def stop(self) -> None:

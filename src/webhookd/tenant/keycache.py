@@ -1,7 +1,7 @@
 """Authenticated API keys, remembered by this process for a few seconds.
 
-Every tenant request authenticates, and looking the key's hash up in the database was the
-largest single cost of a publish. A hit skips the database; an entry lives ``ttl`` seconds.
+Every tenant request authenticates; a hit skips the database lookup of the key's hash. An
+entry lives ``ttl`` seconds.
 
 - In this process, rotating a tenant's key or changing its rate limit forgets the tenant's
   entries when the change commits, so the old key is refused at once.
@@ -12,9 +12,9 @@ largest single cost of a publish. A hit skips the database; an entry lives ``ttl
 - Only keyed hashes are kept, never keys.
 - A key in use is looked up again in the background once three quarters of its ``ttl`` have
   passed, while its entry keeps serving: under steady load an entry is renewed before it
-  expires, so the requests in flight with one key never all miss at once (they did, every
-  ``ttl`` seconds, and that pause was the publish p99). No entry outlives its ``ttl``: a
-  renewal that finds the key gone drops the entry, and one that fails leaves it to expire.
+  expires, so the requests in flight with one key never all miss at once. No entry outlives
+  its ``ttl``: a renewal that finds the key gone drops the entry, and one that fails leaves
+  it to expire.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from webhookd.models import Tenant
+from webhookd.db import after_commit
+from webhookd.tenant import repository
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,16 +40,11 @@ class AuthTenant:
 
 Lookup = Callable[[str], Awaitable[AuthTenant | None]]
 
-_TENANT_BY_KEY_HASH = select(Tenant.id, Tenant.rate_limit).where(
-    Tenant.api_key_hash == bindparam("h")
-)
-
 
 async def lookup_tenant(engine: AsyncEngine, key_hash: str) -> AuthTenant | None:
-    """The tenant whose key has this keyed hash: a Core query on a bare connection."""
-    async with engine.connect() as conn:
-        row = (await conn.execute(_TENANT_BY_KEY_HASH, {"h": key_hash})).first()
-    return None if row is None else AuthTenant(row.id, row.rate_limit)
+    """The tenant whose key has this keyed hash."""
+    found = await repository.id_and_rate_limit_by_key_hash(engine, key_hash)
+    return None if found is None else AuthTenant(*found)
 
 
 class ApiKeyCache:
@@ -120,9 +115,4 @@ class ApiKeyCache:
         """Forget the tenant now and again once ``session`` commits the change: a lookup
         in between may have read (and cached) the row as it was before."""
         self.forget_tenant(tenant_id)
-        event.listen(
-            session.sync_session,
-            "after_commit",
-            lambda _session: self.forget_tenant(tenant_id),
-            once=True,
-        )
+        after_commit(session, lambda: self.forget_tenant(tenant_id))

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from webhookd.deps import (
+from webhookd.api.deps import (
     AdminDep,
     KeyCacheDep,
     PrincipalDep,
@@ -13,7 +13,7 @@ from webhookd.deps import (
     SessionDep,
     WriteSessionDep,
 )
-from webhookd.routing import OrjsonRoute
+from webhookd.api.route import OrjsonRoute
 from webhookd.schemas import IdPath, IdQuery, Page
 from webhookd.tenant import service
 from webhookd.tenant.schemas import (

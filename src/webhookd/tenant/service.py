@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd.db import utcnow
@@ -14,6 +13,7 @@ from webhookd.errors import NotFound
 from webhookd.models import Tenant
 from webhookd.schemas import changes
 from webhookd.security import ServerSecrets, display_prefix, generate_api_key, hash_api_key
+from webhookd.tenant import repository
 from webhookd.tenant.schemas import TenantCreate, TenantUpdate
 
 
@@ -43,17 +43,20 @@ async def create_tenant(
 
 
 async def get_tenant(session: AsyncSession, *, tenant_id: int) -> Tenant:
-    tenant = await session.get(Tenant, tenant_id)
+    tenant = await repository.get(session, tenant_id=tenant_id)
     if tenant is None:
         raise NotFound(f"tenant {tenant_id} not found")
     return tenant
 
 
+async def ensure_tenant(session: AsyncSession, *, tenant_id: int) -> None:
+    """404 for an unknown tenant (the admin key reaches any tenant id)."""
+    if not await repository.exists(session, tenant_id=tenant_id):
+        raise NotFound(f"tenant {tenant_id} not found")
+
+
 async def list_tenants(session: AsyncSession, *, limit: int, cursor: int | None) -> list[Tenant]:
-    query = select(Tenant).order_by(Tenant.id).limit(limit)
-    if cursor is not None:
-        query = query.where(Tenant.id > cursor)
-    return list((await session.execute(query)).scalars())
+    return await repository.page(session, limit=limit, cursor=cursor)
 
 
 async def update_tenant(session: AsyncSession, *, tenant_id: int, data: TenantUpdate) -> Tenant:

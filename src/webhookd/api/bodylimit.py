@@ -10,7 +10,7 @@ from fastapi import HTTPException
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from webhookd.errors import ORJSONResponse, error_body
+from webhookd.api.errors import ORJSONResponse, error_body
 
 
 class BodyLimitMiddleware:

@@ -16,7 +16,8 @@ import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from webhookd.errors import AppError, error_responses
+from webhookd.api.errors import error_responses
+from webhookd.errors import AppError
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 

@@ -1,4 +1,4 @@
-"""Dependency aliases used by the routes: sessions, settings, and who is calling."""
+"""Dependency aliases used by the routes: the runtime, sessions, and who is calling."""
 
 from __future__ import annotations
 
@@ -7,16 +7,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd.config import Settings
-from webhookd.db import Database
+from webhookd.delivery.service import DeliveryService
 from webhookd.errors import AppError, NotFound, Unauthorized
-from webhookd.event.batcher import PublishBatcher
-from webhookd.queue.base import DeliveryQueue
-from webhookd.ratelimit import RateLimiter
+from webhookd.runtime import Runtime
 from webhookd.security import ServerSecrets, hash_api_key, keys_equal
 from webhookd.tenant.keycache import ApiKeyCache, AuthTenant
 
@@ -34,46 +32,66 @@ admin_key_header = APIKeyHeader(
 )
 
 
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    """What the app knows before its lifespan starts (``create_app``)."""
+
+    settings: Settings
+    secrets: ServerSecrets
+    admin_key: str
 
 
-async def get_database(request: Request) -> Database:
-    return request.app.state.db  # type: ignore[no-any-return]
+def app_config(app: FastAPI) -> AppConfig:
+    config = app.state.config
+    assert isinstance(config, AppConfig)
+    return config
 
 
-async def get_queue(request: Request) -> DeliveryQueue:
-    return request.app.state.queue  # type: ignore[no-any-return]
+def app_runtime(app: FastAPI) -> Runtime:
+    """The runtime the app's lifespan built."""
+    runtime = app.state.runtime
+    assert isinstance(runtime, Runtime)
+    return runtime
 
 
-async def get_rate_limiter(request: Request) -> RateLimiter:
-    return request.app.state.rate_limiter  # type: ignore[no-any-return]
+async def get_runtime(request: Request) -> Runtime:
+    return app_runtime(request.app)
 
 
-async def get_publisher(request: Request) -> PublishBatcher:
-    return request.app.state.publisher  # type: ignore[no-any-return]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_secrets(request: Request) -> ServerSecrets:
-    return request.app.state.secrets  # type: ignore[no-any-return]
+async def get_settings(runtime: RuntimeDep) -> Settings:
+    return runtime.settings
+
+
+async def get_secrets(runtime: RuntimeDep) -> ServerSecrets:
+    return runtime.secrets
+
+
+async def get_deliveries(runtime: RuntimeDep) -> DeliveryService:
+    return runtime.deliveries
+
+
+async def get_key_cache(runtime: RuntimeDep) -> ApiKeyCache:
+    return runtime.key_cache
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SecretsDep = Annotated[ServerSecrets, Depends(get_secrets)]
-PublisherDep = Annotated[PublishBatcher, Depends(get_publisher)]
-DatabaseDep = Annotated[Database, Depends(get_database)]
-QueueDep = Annotated[DeliveryQueue, Depends(get_queue)]
-RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+DeliveriesDep = Annotated[DeliveryService, Depends(get_deliveries)]
+KeyCacheDep = Annotated[ApiKeyCache, Depends(get_key_cache)]
 
 
-async def read_session(db: DatabaseDep) -> AsyncIterator[AsyncSession]:
-    async with db.read() as session:
+async def read_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    async with runtime.db.read() as session:
         yield session
 
 
-async def write_session(db: DatabaseDep) -> AsyncIterator[AsyncSession]:
-    """Commit at the boundary: committed after the route returns, before the response is sent."""
-    async with db.write() as session:
+async def write_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """Commit at the boundary: committed after the route returns, before the response is
+    sent; what the route registered with ``db.after_commit`` runs after the commit."""
+    async with runtime.db.write() as session:
         yield session
 
 
@@ -81,17 +99,13 @@ SessionDep = Annotated[AsyncSession, Depends(read_session, scope="function")]
 WriteSessionDep = Annotated[AsyncSession, Depends(write_session, scope="function")]
 
 
-def _is_admin(request: Request, given: str | None) -> bool:
-    return given is not None and keys_equal(given, request.app.state.admin_key)
-
-
-def _client(request: Request) -> str:
+def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _check_throttle(request: Request) -> None:
+def _check_throttle(request: Request, runtime: Runtime) -> None:
     """Refuse an address that failed authentication too often (before looking at its key)."""
-    wait = request.app.state.auth_throttle.blocked_for(_client(request))
+    wait = runtime.auth_throttle.blocked_for(client_address(request))
     if wait > 0:
         raise AppError(
             "too many failed authentication attempts from this address; try again later",
@@ -101,8 +115,8 @@ def _check_throttle(request: Request) -> None:
         )
 
 
-def _auth_failed(request: Request, message: str) -> Unauthorized:
-    request.app.state.auth_throttle.record_failure(_client(request))
+def _auth_failed(request: Request, runtime: Runtime, message: str) -> Unauthorized:
+    runtime.auth_throttle.record_failure(client_address(request))
     return Unauthorized(message)
 
 
@@ -111,38 +125,26 @@ async def require_admin(
 ) -> None:
     if not admin_key:
         raise Unauthorized("missing X-Admin-Key header")
-    _check_throttle(request)
-    if not _is_admin(request, admin_key):
-        raise _auth_failed(request, "invalid admin key")
-
-
-async def _tenant_for_key(request: Request, api_key: str) -> AuthTenant | None:
-    """The key's tenant: from this process's cache of authenticated keys, else from the
-    database (this runs on every tenant request)."""
-    state = request.app.state
-    cache: ApiKeyCache = state.key_cache
-    key_hash = hash_api_key(api_key, state.secrets.pepper)
-    return cache.get(key_hash) or await cache.load(key_hash)
+    runtime = app_runtime(request.app)
+    _check_throttle(request, runtime)
+    if not keys_equal(admin_key, app_config(request.app).admin_key):
+        raise _auth_failed(request, runtime, "invalid admin key")
 
 
 async def require_tenant(
     request: Request, api_key: Annotated[str | None, Depends(api_key_header)]
 ) -> AuthTenant:
-    # app.state is read directly, not through sub-dependencies: this is the publish hot path.
+    # The runtime is read directly, not through sub-dependencies: this is the publish hot path.
     if not api_key:
         raise Unauthorized("missing X-API-Key header")
-    _check_throttle(request)
-    tenant = await _tenant_for_key(request, api_key)
+    runtime = app_runtime(request.app)
+    _check_throttle(request, runtime)
+    # This process's cache of authenticated keys, else the database.
+    key_hash = hash_api_key(api_key, runtime.secrets.pepper)
+    tenant = runtime.key_cache.get(key_hash) or await runtime.key_cache.load(key_hash)
     if tenant is None:
-        raise _auth_failed(request, "invalid API key")
+        raise _auth_failed(request, runtime, "invalid API key")
     return tenant
-
-
-async def get_key_cache(request: Request) -> ApiKeyCache:
-    return request.app.state.key_cache  # type: ignore[no-any-return]
-
-
-KeyCacheDep = Annotated[ApiKeyCache, Depends(get_key_cache)]
 
 
 @dataclass(frozen=True, slots=True)

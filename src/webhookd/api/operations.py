@@ -1,0 +1,39 @@
+"""Operational routes: liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from webhookd.api.deps import RuntimeDep
+from webhookd.api.errors import ORJSONResponse, error_body, error_responses
+from webhookd.delivery.service import refresh_gauges
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", response_model=None, responses=error_responses(503))
+async def ready(runtime: RuntimeDep) -> dict[str, str] | ORJSONResponse:
+    """Readiness: the database answers."""
+    try:
+        async with runtime.db.read() as session:
+            await session.execute(text("SELECT 1"))
+    except Exception:
+        return ORJSONResponse(error_body("not_ready", "database unreachable"), status_code=503)
+    return {"status": "ready"}
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(runtime: RuntimeDep) -> Response:
+    """Prometheus metrics. The gauges of database state are read from the database at each
+    scrape, so they are right whichever process answers."""
+    async with runtime.db.read() as session:
+        await refresh_gauges(session)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

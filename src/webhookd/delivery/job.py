@@ -1,0 +1,50 @@
+"""A claimed delivery (:class:`Job`) and what one HTTP try of it gave (:class:`Outcome`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(slots=True)
+class Job:
+    """A claimed delivery with everything needed to send it."""
+
+    delivery_id: int
+    tenant_id: int
+    endpoint_id: int
+    event_pk: int  # events.id
+    url: str
+    secrets: tuple[str, ...]  # current signing secret first; the previous one during rotation
+    event_id: str
+    event_type: str
+    payload: Any
+    created_at: dt.datetime
+    attempt_number: int  # 1-based, within the current cycle
+    cycle: int
+    queue_key: int = 0  # its place in the claim order (see delivery/fairness.py)
+
+    @property
+    def message_id(self) -> str:
+        """``webhook-id``: stable across every retry of this delivery."""
+        return f"dlv_{self.delivery_id}"
+
+
+@dataclass(slots=True)
+class Outcome:
+    job: Job
+    started_at: dt.datetime
+    duration_ms: float
+    succeeded: bool
+    response_status: int | None = None
+    response_body: str | None = None
+    error_kind: str | None = None  # timeout, connection, tls, dns, refused_target, http_status
+    error_message: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def summary(self) -> str:
+        if self.succeeded:
+            return f"HTTP {self.response_status}"
+        return f"{self.error_kind}: {self.error_message}"

@@ -1,0 +1,120 @@
+"""The delivery store: the one owner of the delivery row, and the only SQL in the project
+that differs between databases.
+
+:class:`DeliveryStore` is the protocol; :mod:`.postgres` and :mod:`.sqlite` implement it
+on the statements both share (:mod:`.common`). Every change of a delivery's state goes
+through a store method that applies the pure functions of ``delivery/lifecycle.py``.
+Store methods work across tenants (the engine claims for all of them): callers scope what
+they pass in (``delivery/service.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from webhookd.delivery.job import Outcome
+from webhookd.delivery.lifecycle import Transition
+from webhookd.delivery.policy import EndpointPolicy
+from webhookd.delivery.store.types import (
+    Claim,
+    DeliveryRef,
+    InsertedEvent,
+    NewDelivery,
+    NewEvent,
+    RoutingTable,
+)
+
+__all__ = [
+    "Claim",
+    "DeliveryRef",
+    "DeliveryStore",
+    "InsertedEvent",
+    "NewDelivery",
+    "NewEvent",
+    "RoutingTable",
+    "create_store",
+]
+
+
+class DeliveryStore(Protocol):
+    async def insert_events(
+        self, conn: AsyncConnection, events: Sequence[NewEvent], now: dt.datetime
+    ) -> list[InsertedEvent]:
+        """Insert events; a conflict on (tenant_id, event_id) is a duplicate and is left
+        out of the answer."""
+        ...
+
+    async def routing(self, conn: AsyncConnection, tenant_ids: Sequence[int]) -> RoutingTable:
+        """The tenants' active endpoints and the head of the live queue, in one query."""
+        ...
+
+    async def insert_deliveries(
+        self, conn: AsyncConnection, rows: Sequence[NewDelivery], now: dt.datetime
+    ) -> list[DeliveryRef]:
+        """New deliveries in their starting state (``lifecycle.new_delivery``), in id order."""
+        ...
+
+    async def claim_due(
+        self,
+        conn: AsyncConnection,
+        *,
+        owner: str,
+        now: dt.datetime,
+        lease: dt.timedelta,
+        limit: int,
+        in_flight: Mapping[int, int] | None = None,
+        endpoint_cap: int | None = None,
+        search_past_saturated: bool = True,
+    ) -> Claim:
+        """Lease up to ``limit`` due deliveries to ``owner`` in fair order, each endpoint
+        within its cap; load what sending them needs."""
+        ...
+
+    async def record_outcomes(
+        self,
+        conn: AsyncConnection,
+        *,
+        owner: str,
+        outcomes: Sequence[Outcome],
+        policy: EndpointPolicy,
+        now: dt.datetime,
+    ) -> list[Transition]:
+        """Write each attempt and move its delivery on (``lifecycle.after_attempt``),
+        dead-lettering those without attempts left; skip deliveries whose lease ``owner``
+        lost."""
+        ...
+
+    async def release_leases(self, conn: AsyncConnection, *, owner: str, now: dt.datetime) -> int:
+        """Hand back ``owner``'s unfinished claims, due at once (``lifecycle.released``)."""
+        ...
+
+    async def requeue_dead(
+        self, conn: AsyncConnection, *, entries: Sequence[tuple[int, int]], now: dt.datetime
+    ) -> None:
+        """Send dead-lettered deliveries again: each (entry id, delivery id) gets a fresh
+        cycle (``lifecycle.requeued``) and its entry is resolved as ``retried``."""
+        ...
+
+    async def discard_dead_letter(
+        self, conn: AsyncConnection, *, entry_id: int, now: dt.datetime
+    ) -> None:
+        """Resolve an entry as ``discarded`` without delivering it."""
+        ...
+
+
+def create_store(dialect: str, *, decrypt: Callable[[str], str]) -> DeliveryStore:
+    """The store of a database (``sqlite`` or ``postgresql``); ``decrypt`` opens the
+    signing secrets stored encrypted."""
+    if dialect == "postgresql":
+        from webhookd.delivery.store.postgres import PostgresStore
+
+        return PostgresStore(decrypt)
+    if dialect == "sqlite":
+        from webhookd.delivery.store.sqlite import SQLiteStore
+
+        return SQLiteStore(decrypt)
+    raise ValueError(f"no delivery store for {dialect!r}")

@@ -1,0 +1,365 @@
+"""What both databases share: the statements of the delivery store, built once from the
+models, and :class:`CoreStore`, which runs them through SQLAlchemy Core.
+
+Statements are built once per shape (building one costs more than running it). A
+subclass supplies what differs: how a batch of rows is inserted and how the ends of
+attempts are written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Integer, Select, bindparam, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from webhookd.db import UTCDateTime
+from webhookd.delivery import lifecycle
+from webhookd.delivery.job import Job, Outcome
+from webhookd.delivery.lifecycle import ATTEMPT_END_COLUMNS, Transition
+from webhookd.delivery.policy import EndpointPolicy
+from webhookd.delivery.store.types import (
+    Claim,
+    DeliveryRef,
+    InsertedEvent,
+    NewDelivery,
+    NewEvent,
+    Route,
+    RoutingTable,
+)
+from webhookd.models import DeadLetter, Delivery, DeliveryStatus, Endpoint, Event, Tenant
+
+# The head of the live queue (the fair order's virtual time, delivery/fairness.py).
+QUEUE_HEAD = (
+    select(func.min(Delivery.queue_key))
+    .where(Delivery.next_attempt_at.is_not(None))
+    .scalar_subquery()
+)
+
+ROUTING = (
+    select(Endpoint.tenant_id, Endpoint.id, Endpoint.event_types, QUEUE_HEAD)
+    .where(Endpoint.tenant_id.in_(bindparam("tenants", expanding=True)))
+    .where(Endpoint.is_active.is_(True))
+    .order_by(Endpoint.id)
+)
+
+
+@functools.cache
+def claim_candidates(*, skip_saturated: bool, lock: bool) -> Select[int, int]:
+    """Due deliveries in claim order (``queue_key``), skipping endpoints already at their cap.
+
+    The partial index ``ix_deliveries_queue`` holds every column this filters on, so rows
+    that are leased or belong to a saturated endpoint are skipped without reading the table.
+    ``lock``: take the rows ``FOR UPDATE SKIP LOCKED`` (several claiming processes).
+    """
+    query = (
+        select(Delivery.id, Delivery.endpoint_id)
+        .where(Delivery.next_attempt_at <= bindparam("now", type_=UTCDateTime()))
+        .order_by(Delivery.queue_key)
+        .limit(bindparam("scan", type_=Integer()))
+    )
+    if skip_saturated:
+        query = query.where(Delivery.endpoint_id.not_in(bindparam("saturated", expanding=True)))
+    if lock:
+        query = query.with_for_update(skip_locked=True)
+    return query
+
+
+def _row_values(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """``values`` as bound parameters: ``{column: bindparam(prefix + column)}``."""
+    return {column: bindparam(prefix + column) for column in values}
+
+
+LEASE = (
+    update(Delivery)
+    .where(Delivery.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        _row_values(
+            lifecycle.leased(owner="", now=dt.datetime.now(dt.UTC), lease=dt.timedelta()), "v_"
+        )
+    )
+)
+
+LOAD_JOBS = (
+    select(
+        Delivery.id,
+        Delivery.tenant_id,
+        Delivery.endpoint_id,
+        Delivery.event_id.label("event_pk"),
+        Endpoint.url,
+        Tenant.secret_encrypted,
+        Tenant.previous_secret_encrypted,
+        Tenant.previous_secret_expires_at,
+        Event.event_id,
+        Event.event_type,
+        Event.payload,
+        Event.created_at,
+        Delivery.attempt_count,
+        Delivery.cycle,
+        Delivery.queue_key,
+    )
+    .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
+    .join(Event, Event.id == Delivery.event_id)
+    .join(Tenant, Tenant.id == Delivery.tenant_id)
+    .where(Delivery.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Delivery.id)
+)
+
+# End a claimed attempt, only if this owner still holds the lease of this cycle.
+END_ATTEMPT = (
+    update(Delivery)
+    .where(
+        Delivery.id == bindparam("w_id"),
+        Delivery.lease_owner == bindparam("w_owner"),
+        Delivery.status == DeliveryStatus.DELIVERING,
+        Delivery.cycle == bindparam("w_cycle"),
+    )
+    .values({column: bindparam("v_" + column) for column in ATTEMPT_END_COLUMNS})
+)
+
+
+def end_attempt_params(transition: Transition, owner: str) -> dict[str, Any]:
+    job = transition.outcome.job
+    params = {"v_" + column: value for column, value in transition.values.items()}
+    params.update(w_id=job.delivery_id, w_owner=owner, w_cycle=job.cycle)
+    return params
+
+
+def _held(lock: bool) -> Select[int, int]:
+    query = select(Delivery.id, Delivery.cycle).where(
+        Delivery.id.in_(bindparam("ids", expanding=True)),
+        Delivery.lease_owner == bindparam("owner"),
+        Delivery.status == DeliveryStatus.DELIVERING,
+    )
+    return query.with_for_update() if lock else query
+
+
+INSERT_DEAD_LETTERS = insert(DeadLetter)
+
+RELEASE = (
+    update(Delivery)
+    .where(
+        Delivery.lease_owner == bindparam("owner"),
+        Delivery.status == DeliveryStatus.DELIVERING,
+    )
+    .values(_row_values(lifecycle.released(dt.datetime.now(dt.UTC)), "v_"))
+)
+
+DEAD_CYCLES = select(Delivery.id, Delivery.cycle).where(
+    Delivery.id.in_(bindparam("ids", expanding=True)),
+    Delivery.status == DeliveryStatus.DEAD,
+)
+REQUEUE = (
+    update(Delivery)
+    .where(Delivery.id == bindparam("w_id"), Delivery.status == DeliveryStatus.DEAD)
+    .values(_row_values(lifecycle.requeued(0, dt.datetime.now(dt.UTC)), "v_"))
+)
+RESOLVE_DEAD_LETTERS = (
+    update(DeadLetter)
+    .where(DeadLetter.id.in_(bindparam("ids", expanding=True)))
+    .values(resolved=True, resolution=bindparam("v_resolution"), resolved_at=bindparam("now"))
+)
+DISCARD_DEAD_LETTER = (
+    update(DeadLetter)
+    .where(DeadLetter.id == bindparam("w_id"), DeadLetter.resolved.is_(False))
+    .values(resolved=True, resolution="discarded", resolved_at=bindparam("now"))
+)
+
+
+def _prefixed(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    return {prefix + key: value for key, value in values.items()}
+
+
+class CoreStore:
+    """The store on SQLAlchemy Core; subclasses insert rows and write attempt ends their
+    database's fastest way."""
+
+    lock_rows = False  # FOR UPDATE (SKIP LOCKED) where several processes claim
+
+    def __init__(self, decrypt: Callable[[str], str]) -> None:
+        self._decrypt = decrypt
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def insert_events(
+        self, conn: AsyncConnection, events: Sequence[NewEvent], now: dt.datetime
+    ) -> list[InsertedEvent]:
+        raise NotImplementedError
+
+    async def insert_deliveries(
+        self, conn: AsyncConnection, rows: Sequence[NewDelivery], now: dt.datetime
+    ) -> list[DeliveryRef]:
+        raise NotImplementedError
+
+    async def routing(self, conn: AsyncConnection, tenant_ids: Sequence[int]) -> RoutingTable:
+        table = RoutingTable({}, None)
+        if tenant_ids:
+            rows = await conn.execute(ROUTING, {"tenants": sorted(tenant_ids)})
+            for tenant_id, endpoint_id, types, queue_head in rows:
+                table.endpoints.setdefault(tenant_id, []).append(Route(endpoint_id, types))
+                table.queue_head = queue_head  # the same on every row
+        return table
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    async def claim_due(
+        self,
+        conn: AsyncConnection,
+        *,
+        owner: str,
+        now: dt.datetime,
+        lease: dt.timedelta,
+        limit: int,
+        in_flight: Mapping[int, int] | None = None,
+        endpoint_cap: int | None = None,
+        search_past_saturated: bool = True,
+    ) -> Claim:
+        """Rows leased by someone else are not due: skipped.
+
+        With ``endpoint_cap``, no endpoint gets more than the cap in flight counting
+        ``in_flight`` (this process's attempts per endpoint): a slow endpoint holds at most
+        that many slots, never the whole engine. What does not fit stays due for later; the
+        endpoints it belongs to (and those already at their cap) are in ``Claim.held_back``,
+        so that the engine claims again when they have room.
+
+        Looking past the rows of endpoints at their cap (``endpoint_id NOT IN (...)``) reads
+        the index until it finds ``2 × limit`` other rows, so when the rest of the due work
+        is small it reads every row of the saturated endpoints: the whole backlog of a slow
+        endpoint. ``Claim.exhausted`` says such a search saw all the other due work; until
+        new work may have come (a publish, a retry falling due, the poll) the engine passes
+        ``search_past_saturated=False`` and the claim reads only the head of the queue.
+        """
+        busy = dict(in_flight or {})
+        saturated = (
+            sorted(e for e, n in busy.items() if n >= endpoint_cap)
+            if endpoint_cap is not None
+            else []
+        )
+        scan = limit * 2 if endpoint_cap is not None else limit  # room for rows caps skip
+        search = bool(saturated) and search_past_saturated
+        query = claim_candidates(skip_saturated=search, lock=self.lock_rows)
+        params: dict[str, Any] = {"now": now, "scan": scan}
+        if search:
+            params["saturated"] = saturated
+        chosen: list[int] = []
+        held_back = set(saturated)
+        rows = (await conn.execute(query, params)).all()
+        for delivery_id, endpoint_id in rows:
+            if endpoint_cap is not None:
+                if busy.get(endpoint_id, 0) >= endpoint_cap:
+                    held_back.add(endpoint_id)
+                    continue
+                busy[endpoint_id] = busy.get(endpoint_id, 0) + 1
+            chosen.append(delivery_id)
+            if len(chosen) == limit:
+                break
+        # Every due row outside the saturated endpoints was read, and all were taken.
+        exhausted = search and len(rows) < scan and len(chosen) == len(rows)
+        if not chosen:
+            return Claim([], held_back, exhausted)
+        lease_values = lifecycle.leased(owner=owner, now=now, lease=lease)
+        await conn.execute(LEASE, {"ids": chosen, **_prefixed(lease_values, "v_")})
+        return Claim(await self._load_jobs(conn, chosen, now), held_back, exhausted)
+
+    async def _load_jobs(
+        self, conn: AsyncConnection, ids: Sequence[int], now: dt.datetime
+    ) -> list[Job]:
+        rows = await conn.execute(LOAD_JOBS, {"ids": list(ids)})
+        return [
+            Job(
+                delivery_id=r.id,
+                tenant_id=r.tenant_id,
+                endpoint_id=r.endpoint_id,
+                event_pk=r.event_pk,
+                url=r.url,
+                secrets=self._signing_secrets(r, now),
+                event_id=r.event_id,
+                event_type=r.event_type,
+                payload=r.payload,
+                created_at=r.created_at,
+                attempt_number=r.attempt_count + 1,
+                cycle=r.cycle,
+                queue_key=r.queue_key,
+            )
+            for r in rows
+        ]
+
+    def _signing_secrets(self, row: Any, now: dt.datetime) -> tuple[str, ...]:
+        current = self._decrypt(row.secret_encrypted)
+        expires = row.previous_secret_expires_at
+        if row.previous_secret_encrypted and expires is not None and expires > now:
+            return (current, self._decrypt(row.previous_secret_encrypted))
+        return (current,)
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    async def record_outcomes(
+        self,
+        conn: AsyncConnection,
+        *,
+        owner: str,
+        outcomes: Sequence[Outcome],
+        policy: EndpointPolicy,
+        now: dt.datetime,
+    ) -> list[Transition]:
+        """Four statements whatever the batch size: which rows this owner still holds, the
+        attempt ends, the attempt rows, the dead letters."""
+        held_rows = await conn.execute(
+            _HELD[self.lock_rows], {"ids": [o.job.delivery_id for o in outcomes], "owner": owner}
+        )
+        held = {row[0]: row[1] for row in held_rows}
+        transitions = [
+            lifecycle.after_attempt(o, policy, now)
+            for o in outcomes
+            if held.get(o.job.delivery_id) == o.job.cycle
+        ]
+        if not transitions:
+            return []
+        await self._write_attempt_ends(conn, transitions, owner)
+        dead = [t for t in transitions if t.dead_lettered]
+        if dead:
+            await conn.execute(
+                INSERT_DEAD_LETTERS, [lifecycle.dead_letter_row(t.outcome, now) for t in dead]
+            )
+        return transitions
+
+    async def _write_attempt_ends(
+        self, conn: AsyncConnection, transitions: Sequence[Transition], owner: str
+    ) -> None:
+        raise NotImplementedError
+
+    async def release_leases(self, conn: AsyncConnection, *, owner: str, now: dt.datetime) -> int:
+        result = await conn.execute(
+            RELEASE, {"owner": owner, **_prefixed(lifecycle.released(now), "v_")}
+        )
+        return int(result.rowcount)
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    async def requeue_dead(
+        self, conn: AsyncConnection, *, entries: Sequence[tuple[int, int]], now: dt.datetime
+    ) -> None:
+        if not entries:
+            return
+        cycles = await conn.execute(DEAD_CYCLES, {"ids": [d for _, d in entries]})
+        rows = [
+            {"w_id": delivery_id, **_prefixed(lifecycle.requeued(cycle, now), "v_")}
+            for delivery_id, cycle in cycles
+        ]
+        if rows:
+            await conn.execute(REQUEUE, rows)
+        await conn.execute(
+            RESOLVE_DEAD_LETTERS,
+            {"ids": [e for e, _ in entries], "v_resolution": "retried", "now": now},
+        )
+
+    async def discard_dead_letter(
+        self, conn: AsyncConnection, *, entry_id: int, now: dt.datetime
+    ) -> None:
+        await conn.execute(DISCARD_DEAD_LETTER, {"w_id": entry_id, "now": now})
+
+
+_HELD = {False: _held(False), True: _held(True)}

@@ -1,0 +1,128 @@
+"""The delivery store on PostgreSQL (asyncpg).
+
+Publishing inserts a batch with one fixed statement per table that takes the batch as
+arrays (``INSERT … SELECT … FROM unnest(…)``): prepared once per connection whatever the
+batch size, with the values the whole batch shares (the timestamp, a new delivery's
+starting state) sent once instead of once per row. The statements are generated from the
+models' columns. Claims take rows ``FOR UPDATE SKIP LOCKED``: any number of workers share
+the table without claiming a row twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import JSON, Table, TextClause, insert, text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from webhookd.delivery import lifecycle
+from webhookd.delivery.lifecycle import Transition
+from webhookd.delivery.store.common import END_ATTEMPT, CoreStore, end_attempt_params
+from webhookd.delivery.store.types import DeliveryRef, InsertedEvent, NewDelivery, NewEvent
+from webhookd.models import Attempt, Delivery, Event
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _sql_type(table: Table, column: str) -> str:
+    return str(table.c[column].type.compile(dialect=_DIALECT))
+
+
+def unnest_insert(
+    table: Table,
+    *,
+    per_row: Sequence[str],
+    shared: Sequence[str],
+    returning: Sequence[str],
+    on_conflict: Sequence[str] | None = None,
+) -> TextClause:
+    """``INSERT INTO table (per_row + shared) SELECT … FROM unnest(:per_row arrays)``:
+    each ``per_row`` column is bound as an array (one element per row; JSON travels as
+    text), each ``shared`` column as one value for every row."""
+    arrays, selected = [], []
+    for column in per_row:
+        is_json = isinstance(table.c[column].type, JSON)
+        element = "TEXT" if is_json else _sql_type(table, column)
+        arrays.append(f"CAST(:{column} AS {element}[])")
+        selected.append(f"u.{column}::json" if is_json else f"u.{column}")
+    selected += [f"CAST(:{column} AS {_sql_type(table, column)})" for column in shared]
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join([*per_row, *shared])}) "  # noqa: S608
+        f"SELECT {', '.join(selected)} "
+        f"FROM unnest({', '.join(arrays)}) AS u({', '.join(per_row)})"
+    )
+    if on_conflict:
+        sql += f" ON CONFLICT ({', '.join(on_conflict)}) DO NOTHING"
+    return text(sql + f" RETURNING {', '.join(returning)}")
+
+
+_EVENT_TABLE: Table = Event.__table__  # type: ignore[assignment]
+_DELIVERY_TABLE: Table = Delivery.__table__  # type: ignore[assignment]
+_EVENT_ROW = (Event.tenant_id.key, Event.event_id.key, Event.event_type.key, Event.payload.key)
+_DELIVERY_ROW = (
+    Delivery.tenant_id.key,
+    Delivery.event_id.key,
+    Delivery.endpoint_id.key,
+    Delivery.queue_key.key,
+)
+_DELIVERY_SHARED = tuple(lifecycle.new_delivery(dt.datetime.now(dt.UTC)))
+
+INSERT_EVENTS = unnest_insert(
+    _EVENT_TABLE,
+    per_row=_EVENT_ROW,
+    shared=(Event.created_at.key,),
+    on_conflict=(Event.tenant_id.key, Event.event_id.key),
+    returning=(Event.id.key, Event.tenant_id.key, Event.event_id.key),
+)
+INSERT_DELIVERIES = unnest_insert(
+    _DELIVERY_TABLE,
+    per_row=_DELIVERY_ROW,
+    shared=_DELIVERY_SHARED,
+    returning=(Delivery.id.key, Delivery.event_id.key, Delivery.endpoint_id.key),
+)
+
+
+def _columns(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> dict[str, list[Any]]:
+    """Rows as one array per column."""
+    return {name: list(values) for name, values in zip(names, zip(*rows, strict=True), strict=True)}
+
+
+def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Enum members as their values (asyncpg encodes str, not str subclasses, as text)."""
+    return {k: v.value if isinstance(v, enum.Enum) else v for k, v in values.items()}
+
+
+class PostgresStore(CoreStore):
+    lock_rows = True
+
+    async def insert_events(
+        self, conn: AsyncConnection, events: Sequence[NewEvent], now: dt.datetime
+    ) -> list[InsertedEvent]:
+        rows = [
+            (e.tenant_id, e.event_id, e.event_type, orjson.dumps(e.payload).decode())
+            for e in events
+        ]
+        params = {**_columns(rows, _EVENT_ROW), Event.created_at.key: now}
+        return [InsertedEvent(*row) for row in await conn.execute(INSERT_EVENTS, params)]
+
+    async def insert_deliveries(
+        self, conn: AsyncConnection, rows: Sequence[NewDelivery], now: dt.datetime
+    ) -> list[DeliveryRef]:
+        params = {**_columns(rows, _DELIVERY_ROW), **_plain(lifecycle.new_delivery(now))}
+        return sorted(DeliveryRef(*row) for row in await conn.execute(INSERT_DELIVERIES, params))
+
+    async def _write_attempt_ends(
+        self, conn: AsyncConnection, transitions: Sequence[Transition], owner: str
+    ) -> None:
+        await conn.execute(END_ATTEMPT, [end_attempt_params(t, owner) for t in transitions])
+        await conn.execute(
+            _INSERT_ATTEMPTS, [lifecycle.attempt_row(t.outcome) for t in transitions]
+        )
+
+
+_INSERT_ATTEMPTS = insert(Attempt)

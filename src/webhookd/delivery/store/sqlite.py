@@ -1,0 +1,168 @@
+"""The delivery store on SQLite.
+
+The inserts of a publish and the writes of attempt ends run as plain SQL on the driver
+connection (multi-row ``INSERT … RETURNING`` and ``executemany``): SQLAlchemy's per-row
+parameter processing cost more than SQLite itself. The SQL is generated from the models
+(or compiled from the statements the PostgreSQL store runs), and every value goes through
+its column's own bind processor, so rows are stored exactly as SQLAlchemy stores them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.types import TypeEngine
+
+from webhookd.delivery import lifecycle
+from webhookd.delivery.lifecycle import Transition
+from webhookd.delivery.store.common import END_ATTEMPT, CoreStore, end_attempt_params
+from webhookd.delivery.store.types import DeliveryRef, InsertedEvent, NewDelivery, NewEvent
+from webhookd.models import Attempt, Delivery, Event
+
+_MAX_VARIABLES = 32_766  # SQLite's limit of bound values per statement
+
+Convert = Callable[[Any], Any]
+
+
+def _processor(type_: TypeEngine[Any], dialect: Dialect) -> Convert:
+    """The type's own conversion to what the driver takes (e.g. UTC text for datetimes)."""
+    process: Convert | None = type_.dialect_impl(dialect).bind_processor(dialect)
+    if process is None:
+        return _identity
+    try:
+        if type_.python_type is dt.datetime:  # most rows of a batch share one timestamp
+            return functools.lru_cache(maxsize=64)(process)
+    except NotImplementedError:
+        pass
+    return process
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+class DriverInsert:
+    """``INSERT INTO table (columns) VALUES (…), (…) [suffix]`` for a batch of row tuples."""
+
+    def __init__(self, table: Table, columns: Sequence[str], suffix: str) -> None:
+        self.table = table
+        self.columns = tuple(columns)
+        self.suffix = suffix
+        self._converters: list[Convert] | None = None
+
+    def _sql(self, rows: int) -> str:
+        one = "(" + ", ".join("?" * len(self.columns)) + ")"
+        return (
+            f"INSERT INTO {self.table.name} ({', '.join(self.columns)}) "  # noqa: S608
+            f"VALUES {', '.join([one] * rows)} {self.suffix}"
+        )
+
+    async def run(self, conn: AsyncConnection, rows: Sequence[Sequence[Any]]) -> list[Any]:
+        if self._converters is None:
+            dialect = conn.dialect
+            self._converters = [_processor(self.table.c[c].type, dialect) for c in self.columns]
+        converters = self._converters
+        driver = await _driver(conn)
+        out: list[Any] = []
+        per_statement = _MAX_VARIABLES // len(self.columns)
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            values = [f(v) for row in chunk for f, v in zip(converters, row, strict=True)]
+            try:
+                out.extend(await driver.execute_fetchall(_cached_sql(self, len(chunk)), values))
+            except sqlite3.IntegrityError as exc:  # as SQLAlchemy would raise it (the batcher)
+                raise IntegrityError(f"INSERT INTO {self.table.name}", None, exc) from exc
+        return out
+
+
+@functools.lru_cache(maxsize=128)
+def _cached_sql(insert: DriverInsert, rows: int) -> str:
+    return insert._sql(rows)
+
+
+class DriverStatement:
+    """A Core statement compiled once for SQLite and run with ``executemany`` on the driver,
+    each parameter converted by its own bind processor."""
+
+    def __init__(self, statement: UpdateBase, column_keys: Sequence[str] | None = None) -> None:
+        self.statement = statement
+        self.column_keys = list(column_keys) if column_keys is not None else None
+        self._compiled: tuple[str, list[tuple[str, Any, Convert]]] | None = None
+
+    def _compile(self, dialect: Dialect) -> tuple[str, list[tuple[str, Any, Convert]]]:
+        compiled = self.statement.compile(dialect=dialect, column_keys=self.column_keys)
+        order = [
+            (name, compiled.params.get(name), _processor(compiled.binds[name].type, dialect))
+            for name in compiled.positiontup or ()
+        ]
+        return str(compiled), order
+
+    async def run(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+        if self._compiled is None:
+            self._compiled = self._compile(conn.dialect)
+        sql, order = self._compiled
+        params = [
+            tuple(process(row.get(name, default)) for name, default, process in order)
+            for row in rows
+        ]
+        await (await _driver(conn)).executemany(sql, params)
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    return (await conn.get_raw_connection()).driver_connection
+
+
+_EVENT_TABLE: Table = Event.__table__  # type: ignore[assignment]
+_DELIVERY_TABLE: Table = Delivery.__table__  # type: ignore[assignment]
+_ATTEMPT_TABLE: Table = Attempt.__table__  # type: ignore[assignment]
+_ATTEMPT_COLUMNS = tuple(c.key for c in _ATTEMPT_TABLE.c if not c.primary_key)
+
+_INSERT_EVENTS = DriverInsert(
+    _EVENT_TABLE,
+    (Event.tenant_id.key, Event.event_id.key, Event.event_type.key, Event.payload.key)
+    + (Event.created_at.key,),
+    f"ON CONFLICT ({Event.tenant_id.key}, {Event.event_id.key}) DO NOTHING "
+    f"RETURNING {Event.id.key}, {Event.tenant_id.key}, {Event.event_id.key}",
+)
+_NEW_DELIVERY = tuple(lifecycle.new_delivery(dt.datetime.now(dt.UTC)))
+_INSERT_DELIVERIES = DriverInsert(
+    _DELIVERY_TABLE,
+    (Delivery.tenant_id.key, Delivery.event_id.key, Delivery.endpoint_id.key)
+    + (Delivery.queue_key.key,)
+    + _NEW_DELIVERY,
+    f"RETURNING {Delivery.id.key}, {Delivery.event_id.key}, {Delivery.endpoint_id.key}",
+)
+_END_ATTEMPT = DriverStatement(END_ATTEMPT)
+_INSERT_ATTEMPTS = DriverStatement(_ATTEMPT_TABLE.insert(), column_keys=_ATTEMPT_COLUMNS)
+
+
+class SQLiteStore(CoreStore):
+    lock_rows = False  # one writer at a time: the write transaction is the lock
+
+    async def insert_events(
+        self, conn: AsyncConnection, events: Sequence[NewEvent], now: dt.datetime
+    ) -> list[InsertedEvent]:
+        rows = [(*event, now) for event in events]
+        return [InsertedEvent(*row) for row in await _INSERT_EVENTS.run(conn, rows)]
+
+    async def insert_deliveries(
+        self, conn: AsyncConnection, rows: Sequence[NewDelivery], now: dt.datetime
+    ) -> list[DeliveryRef]:
+        shared = tuple(lifecycle.new_delivery(now).values())
+        values = [(*row, *shared) for row in rows]
+        return sorted(DeliveryRef(*row) for row in await _INSERT_DELIVERIES.run(conn, values))
+
+    async def _write_attempt_ends(
+        self, conn: AsyncConnection, transitions: Sequence[Transition], owner: str
+    ) -> None:
+        await _END_ATTEMPT.run(conn, [end_attempt_params(t, owner) for t in transitions])
+        await _INSERT_ATTEMPTS.run(conn, [lifecycle.attempt_row(t.outcome) for t in transitions])

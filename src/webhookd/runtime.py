@@ -1,0 +1,124 @@
+"""What a running webhookd process holds, built in one place.
+
+:func:`build_runtime` creates the resources a process needs from its settings and closes
+them when it is done: the API's lifespan (``app.py``) and each Celery worker process
+(``worker.py``) build their :class:`Runtime` with it, so both read the same settings the
+same way. Roles:
+
+- ``api``: publishes, and delivers in-process unless deliveries go to Celery workers
+  (``WEBHOOKD_BROKER_URL``) or are left to other processes (``WEBHOOKD_RUN_WORKERS=false``);
+- ``worker``: delivers only (a Celery worker process).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal
+
+import aiohttp
+
+from webhookd.config import Settings
+from webhookd.db import Database
+from webhookd.delivery import engine as delivery_engine
+from webhookd.delivery.engine import DeliveryEngine
+from webhookd.delivery.fairness import FairClock
+from webhookd.delivery.http import create_client
+from webhookd.delivery.lifecycle import Transition
+from webhookd.delivery.policy import EndpointPolicy
+from webhookd.delivery.service import DeliveryService
+from webhookd.delivery.store import DeliveryStore, create_store
+from webhookd.event.batcher import PublishBatcher
+from webhookd.queue.base import DeliveryQueue
+from webhookd.queue.celery import CeleryQueue, create_celery
+from webhookd.queue.inprocess import DatabaseOnlyQueue, InProcessQueue
+from webhookd.ratelimit import MemoryRateLimiter, RateLimiter, create_rate_limiter
+from webhookd.security import ServerSecrets, resolve_server_secrets
+from webhookd.tenant.keycache import ApiKeyCache, lookup_tenant
+from webhookd.throttle import FailureThrottle
+
+Role = Literal["api", "worker"]
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    secrets: ServerSecrets
+    db: Database
+    store: DeliveryStore
+    policy: EndpointPolicy
+    queue: DeliveryQueue
+    deliveries: DeliveryService
+    publisher: PublishBatcher
+    rate_limiter: RateLimiter
+    key_cache: ApiKeyCache
+    auth_throttle: FailureThrottle
+    client: aiohttp.ClientSession | None = None  # where this process delivers
+    engine: DeliveryEngine | None = None
+
+
+@contextlib.asynccontextmanager
+async def build_runtime(
+    settings: Settings, *, role: Role = "api", secrets: ServerSecrets | None = None
+) -> AsyncIterator[Runtime]:
+    """Build, start, and finally stop and close everything a process of ``role`` needs."""
+    secrets = secrets or resolve_server_secrets(settings)
+    policy = EndpointPolicy.from_settings(settings)
+    db = Database(settings)
+    store = create_store(db.engine.dialect.name, decrypt=secrets.box.decrypt_cached)
+    client: aiohttp.ClientSession | None = None
+    engine: DeliveryEngine | None = None
+    queue: DeliveryQueue
+    if role == "api" and settings.broker_url:
+        queue = CeleryQueue(create_celery(settings))  # Celery workers deliver
+    elif role == "worker" or settings.run_workers:
+        client = create_client(settings)
+        engine = DeliveryEngine(settings, db, store, client, policy)
+        queue = InProcessQueue(engine)
+    else:
+        queue = DatabaseOnlyQueue()  # other processes deliver
+    deliveries = DeliveryService(store=store, queue=queue, clock=FairClock())
+    runtime = Runtime(
+        settings=settings,
+        secrets=secrets,
+        db=db,
+        store=store,
+        policy=policy,
+        queue=queue,
+        deliveries=deliveries,
+        publisher=PublishBatcher(db, deliveries),
+        rate_limiter=create_rate_limiter(settings) if role == "api" else MemoryRateLimiter(),
+        key_cache=ApiKeyCache(
+            settings.api_key_cache_seconds, lookup=lambda h: lookup_tenant(db.engine, h)
+        ),
+        auth_throttle=FailureThrottle(settings.auth_failures_per_minute),
+        client=client,
+        engine=engine,
+    )
+    try:
+        await queue.start()
+        if role == "api":
+            await runtime.publisher.start()
+        yield runtime
+    finally:
+        await runtime.publisher.stop()
+        await queue.stop()
+        await runtime.rate_limiter.close()
+        if client is not None:
+            await client.close()
+        await db.dispose()
+
+
+async def deliver_due(runtime: Runtime) -> list[Transition]:
+    """Attempt every delivery that is due now once and record the outcomes, without the
+    engine (tests, and one-off runs). Needs a runtime that delivers (it has a client)."""
+    if runtime.client is None:
+        raise RuntimeError("this runtime does not deliver (its deliveries go to workers)")
+    return await delivery_engine.deliver_due(
+        settings=runtime.settings,
+        db=runtime.db,
+        store=runtime.store,
+        client=runtime.client,
+        policy=runtime.policy,
+    )
