@@ -106,8 +106,8 @@ class Settings(BaseSettings):
 
     def sqlite_path(self) -> Path | None:
         """The database file of a SQLite URL (None for in-memory or other databases)."""
-        if not self.is_sqlite:
-            return None
+        if not self.is_sqlite or ":///" not in self.database_url:
+            return None  # sqlite:// is an in-memory database
         path = self.database_url.split(":///", 1)[-1]
         if not path or path.startswith(":memory:"):
             return None

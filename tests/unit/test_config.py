@@ -123,3 +123,17 @@ def test_old_encryption_keys_still_decrypt_after_key_rotation() -> None:
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     token = SecretBox(old).encrypt("whsec_y")
     assert SecretBox(f"{new},{old}").decrypt(token) == "whsec_y"
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///./webhookd.db", Path("webhookd.db")),
+        ("sqlite:////var/lib/webhookd/w.db?mode=rwc", Path("/var/lib/webhookd/w.db")),
+        ("sqlite://", None),  # in memory
+        ("sqlite:///:memory:", None),
+        ("postgresql://u@h/db", None),
+    ],
+)
+def test_sqlite_path(url: str, path: Path | None) -> None:
+    assert Settings(database_url=url).sqlite_path() == path
