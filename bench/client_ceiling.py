@@ -26,8 +26,9 @@ import orjson
 import uvloop
 
 from webhookd.config import Settings
-from webhookd.delivery.attempt import Job, perform_attempt
+from webhookd.delivery.attempt import perform_attempt
 from webhookd.delivery.http import create_client
+from webhookd.delivery.job import Job
 
 BODY = orjson.dumps({"event_id": "evt", "event_type": "bench.event", "payload": {"x": "y" * 900}})
 

@@ -178,7 +178,7 @@ _PROBE_DELIVERY = (
 
 def _preload(db: Path, tenant: Tenant, flood: int) -> float:
     """Write tenant A's flood straight into SQLite as the publish path writes it
-    (event/service.py publish_events: one events row and one pending delivery per
+    (delivery/lifecycle.py new_delivery: one events row and one pending delivery per
     subscribed endpoint), as if A had published it right after the probe, in the same
     process: the probe's timestamps (so their stored format is the API's own), and the
     fair-queue keys that process would have given next (probe key + COST_US each).

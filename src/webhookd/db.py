@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 import orjson
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import DateTime, MetaData, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -209,6 +209,11 @@ class Database:
             await conn.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():
                 yield conn
+
+    async def ping(self) -> None:
+        """One round trip to the database (readiness); raises if it does not answer."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -112,13 +112,16 @@ async def build_runtime(
 
 async def deliver_due(runtime: Runtime) -> list[Transition]:
     """Attempt every delivery that is due now once and record the outcomes, without the
-    engine (tests, and one-off runs). Needs a runtime that delivers (it has a client)."""
-    if runtime.client is None:
-        raise RuntimeError("this runtime does not deliver (its deliveries go to workers)")
-    return await delivery_engine.deliver_due(
-        settings=runtime.settings,
-        db=runtime.db,
-        store=runtime.store,
-        client=runtime.client,
-        policy=runtime.policy,
-    )
+    engine or a server (tests, one-off runs); what an attempt schedules for later is left
+    for later. The transitions made, in order."""
+    async with contextlib.AsyncExitStack() as stack:
+        client = runtime.client
+        if client is None:
+            client = await stack.enter_async_context(create_client(runtime.settings))
+        return await delivery_engine.deliver_due(
+            settings=runtime.settings,
+            db=runtime.db,
+            store=runtime.store,
+            client=client,
+            policy=runtime.policy,
+        )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from webhookd.api.deps import RuntimeDep
 from webhookd.api.errors import ORJSONResponse, error_body, error_responses
@@ -23,8 +22,7 @@ async def health() -> dict[str, str]:
 async def ready(runtime: RuntimeDep) -> dict[str, str] | ORJSONResponse:
     """Readiness: the database answers."""
     try:
-        async with runtime.db.read() as session:
-            await session.execute(text("SELECT 1"))
+        await runtime.db.ping()
     except Exception:
         return ORJSONResponse(error_body("not_ready", "database unreachable"), status_code=503)
     return {"status": "ready"}
