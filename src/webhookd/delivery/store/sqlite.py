@@ -51,13 +51,19 @@ def _identity(value: Any) -> Any:
 
 
 class DriverInsert:
-    """``INSERT INTO table (columns) VALUES (…), (…) [suffix]`` for a batch of row tuples."""
+    """``INSERT INTO table (per-row columns, shared columns) VALUES (…), (…) [suffix]`` for a
+    batch of row tuples; the shared values (the same for every row) are converted once."""
 
-    def __init__(self, table: Table, columns: Sequence[str], suffix: str) -> None:
+    def __init__(
+        self, table: Table, per_row: Sequence[str], shared: Sequence[str], suffix: str
+    ) -> None:
         self.table = table
-        self.columns = tuple(columns)
+        self.per_row = tuple(per_row)
+        self.shared = tuple(shared)
+        self.columns = self.per_row + self.shared
         self.suffix = suffix
-        self._converters: list[Convert] | None = None
+        self._converters: list[tuple[int, Convert]] | None = None  # per-row, not identity
+        self._shared: list[Convert] = []
 
     def _sql(self, rows: int) -> str:
         one = "(" + ", ".join("?" * len(self.columns)) + ")"
@@ -66,17 +72,29 @@ class DriverInsert:
             f"VALUES {', '.join([one] * rows)} {self.suffix}"
         )
 
-    async def run(self, conn: AsyncConnection, rows: Sequence[Sequence[Any]]) -> list[Any]:
+    async def run(
+        self, conn: AsyncConnection, rows: Sequence[Sequence[Any]], shared: Mapping[str, Any]
+    ) -> list[Any]:
         if self._converters is None:
             dialect = conn.dialect
-            self._converters = [_processor(self.table.c[c].type, dialect) for c in self.columns]
+            per_row = (_processor(self.table.c[c].type, dialect) for c in self.per_row)
+            self._converters = [(i, f) for i, f in enumerate(per_row) if f is not _identity]
+            self._shared = [_processor(self.table.c[c].type, dialect) for c in self.shared]
         converters = self._converters
+        common = [convert(shared[c]) for convert, c in zip(self._shared, self.shared, strict=True)]
         driver = await _driver(conn)
         out: list[Any] = []
         per_statement = _MAX_VARIABLES // len(self.columns)
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
-            values = [f(v) for row in chunk for f, v in zip(converters, row, strict=True)]
+            values: list[Any] = []
+            for row in chunk:
+                if converters:
+                    row = list(row)
+                    for i, convert in converters:
+                        row[i] = convert(row[i])
+                values.extend(row)
+                values.extend(common)
             try:
                 out.extend(await driver.execute_fetchall(_cached_sql(self, len(chunk)), values))
             except sqlite3.IntegrityError as exc:  # as SQLAlchemy would raise it (the batcher)
@@ -111,7 +129,14 @@ class DriverStatement:
             self._compiled = self._compile(conn.dialect)
         sql, order = self._compiled
         params = [
-            tuple(process(row.get(name, default)) for name, default, process in order)
+            [
+                (
+                    row.get(name, default)
+                    if process is _identity
+                    else process(row.get(name, default))
+                )
+                for name, default, process in order
+            ]
             for row in rows
         ]
         await (await _driver(conn)).executemany(sql, params)
@@ -128,17 +153,21 @@ _ATTEMPT_COLUMNS = tuple(c.key for c in _ATTEMPT_TABLE.c if not c.primary_key)
 
 _INSERT_EVENTS = DriverInsert(
     _EVENT_TABLE,
-    (Event.tenant_id.key, Event.event_id.key, Event.event_type.key, Event.payload.key)
-    + (Event.created_at.key,),
+    (Event.tenant_id.key, Event.event_id.key, Event.event_type.key, Event.payload.key),
+    (Event.created_at.key,),
     f"ON CONFLICT ({Event.tenant_id.key}, {Event.event_id.key}) DO NOTHING "
     f"RETURNING {Event.id.key}, {Event.tenant_id.key}, {Event.event_id.key}",
 )
 _NEW_DELIVERY = tuple(lifecycle.new_delivery(dt.datetime.now(dt.UTC)))
 _INSERT_DELIVERIES = DriverInsert(
     _DELIVERY_TABLE,
-    (Delivery.tenant_id.key, Delivery.event_id.key, Delivery.endpoint_id.key)
-    + (Delivery.queue_key.key,)
-    + _NEW_DELIVERY,
+    (
+        Delivery.tenant_id.key,
+        Delivery.event_id.key,
+        Delivery.endpoint_id.key,
+        Delivery.queue_key.key,
+    ),
+    _NEW_DELIVERY,
     f"RETURNING {Delivery.id.key}, {Delivery.event_id.key}, {Delivery.endpoint_id.key}",
 )
 _END_ATTEMPT = DriverStatement(END_ATTEMPT)
@@ -151,15 +180,14 @@ class SQLiteStore(CoreStore):
     async def insert_events(
         self, conn: AsyncConnection, events: Sequence[NewEvent], now: dt.datetime
     ) -> list[InsertedEvent]:
-        rows = [(*event, now) for event in events]
-        return [InsertedEvent(*row) for row in await _INSERT_EVENTS.run(conn, rows)]
+        inserted = await _INSERT_EVENTS.run(conn, events, {Event.created_at.key: now})
+        return [InsertedEvent(*row) for row in inserted]
 
     async def insert_deliveries(
         self, conn: AsyncConnection, rows: Sequence[NewDelivery], now: dt.datetime
     ) -> list[DeliveryRef]:
-        shared = tuple(lifecycle.new_delivery(now).values())
-        values = [(*row, *shared) for row in rows]
-        return sorted(DeliveryRef(*row) for row in await _INSERT_DELIVERIES.run(conn, values))
+        inserted = await _INSERT_DELIVERIES.run(conn, rows, lifecycle.new_delivery(now))
+        return sorted(DeliveryRef(*row) for row in inserted)
 
     async def _write_attempt_ends(
         self, conn: AsyncConnection, transitions: Sequence[Transition], owner: str
