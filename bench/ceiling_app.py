@@ -3,7 +3,7 @@
 Same request model (``webhookd.event.schemas.EventCreate``), the same ``X-API-Key`` header
 dependency (checked against a constant), a 202 JSON answer of the same shape
 (``EventAccepted``), served exactly as ``webhookd serve`` serves: uvicorn, 1 worker,
-uvloop, httptools, no access log.
+uvloop, webhookd's httptools protocol with its request limits, no access log.
 
     python -m bench.ceiling_app PORT
 """
@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.security import APIKeyHeader
 
 from bench.procs import serve_local
+from webhookd.api.server import BoundedHttpToolsProtocol
 from webhookd.event.schemas import DeliverySummary, EventAccepted, EventCreate
 
 API_KEY = "whk_ceiling"
@@ -54,4 +55,10 @@ async def ready() -> dict[str, bool]:
 
 
 if __name__ == "__main__":
-    serve_local(app, int(sys.argv[1]), lifespan="on", timeout_graceful_shutdown=10)
+    serve_local(
+        app,
+        int(sys.argv[1]),
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        http=BoundedHttpToolsProtocol,
+    )

@@ -72,7 +72,7 @@ ADMIN_ONLY = {
 
 
 async def _offline_resolve(
-    host: str, port: int, *, allow_private: bool, allow_networks: Any = ()
+    host: str, port: int, *, allow_private: bool, allow_networks: Any = (), timeout: float = 5.0
 ) -> list[str]:
     """``ssrf.resolve_checked`` without DNS: same refusals, no packet sent."""
     name = host.rstrip(".").lower()

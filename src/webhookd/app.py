@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -12,6 +13,8 @@ from webhookd.api.bodylimit import BodyLimitMiddleware
 from webhookd.api.deps import AppConfig
 from webhookd.api.errors import install_error_handlers
 from webhookd.api.operations import router as operations_router
+from webhookd.api.paths import EncodedSlashGuard
+from webhookd.api.server import LIMITS_KEY, HttpLimits
 from webhookd.config import Settings
 from webhookd.delivery.routes import router as dlq_router
 from webhookd.endpoint.routes import router as endpoint_router
@@ -44,11 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with build_runtime(settings, role="api", secrets=config.secrets) as runtime:
             app.state.runtime = runtime
             freeze_startup_heap()
-            yield
+            # Lifespan state reaches the server's protocol (api/server.py): its limits.
+            yield {LIMITS_KEY: HttpLimits.from_settings(settings)}
 
     app = FastAPI(
         title="webhookd",
@@ -59,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.config = config
     app.add_middleware(BodyLimitMiddleware, max_body_size=settings.max_payload_bytes)
     app.add_middleware(IngestFastPath, max_body_size=settings.max_payload_bytes)
+    app.add_middleware(EncodedSlashGuard)
     install_error_handlers(app)
     for router in (tenant_router, endpoint_router, event_router, dlq_router, operations_router):
         app.include_router(router)

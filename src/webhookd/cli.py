@@ -40,6 +40,7 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the HTTP API with the delivery workers in the same process."""
+    from webhookd.api.server import server_options
     from webhookd.app import create_app
     from webhookd.migrate import upgrade
     from webhookd.security import resolve_admin_key, resolve_server_secrets
@@ -76,12 +77,7 @@ def serve(
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,  # keep the JSON handlers set up by create_app
-        log_level="warning",
-        lifespan="on",
-        timeout_graceful_shutdown=10,
+        **server_options(settings),
     )
 
 

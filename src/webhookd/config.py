@@ -47,10 +47,29 @@ class Settings(BaseSettings):
     # Operator allow-list: CIDRs that endpoints may target although they are private
     # (comma-separated, e.g. "10.20.0.0/16,fd00:1::/64"). Empty: none.
     allowed_networks: str = ""
+    # Seconds an endpoint URL's host name may take to resolve when it is registered.
+    dns_timeout: float = Field(default=5.0, gt=0, le=60)
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated
+    # IPs or CIDRs). Empty: none; the client address is the TCP peer's.
+    trusted_proxies: str = ""
 
     # HTTP API
     max_payload_bytes: int = Field(default=256 * 1024, ge=1024)
     max_endpoints_per_tenant: int = Field(default=100, ge=1)
+    # The request head (request line + headers): total bytes and number of headers (431
+    # above), and seconds to receive the head and then the body (slow clients are cut off).
+    max_request_head_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    max_request_headers: int = Field(default=100, ge=10, le=1000)
+    request_head_timeout: float = Field(default=10.0, gt=0, le=300)
+    request_body_timeout: float = Field(default=30.0, gt=0, le=600)
+    # When set, GET /metrics requires "Authorization: Bearer <token>" (it names tenants).
+    metrics_token: str | None = Field(default=None, min_length=16)
+    # Metric label values: per-tenant series ("id") or one series for all tenants ("off");
+    # at most this many tenants and event types get a series of their own, per process
+    # (the rest count as "other"), so publishers cannot grow /metrics without bound.
+    metrics_tenant_label: Literal["id", "off"] = "id"
+    metrics_max_tenants: int = Field(default=1000, ge=1, le=100_000)
+    metrics_max_event_types: int = Field(default=50, ge=1, le=10_000)
 
     # Delivery engine
     delivery_concurrency: int = Field(default=200, ge=1, le=10_000)
@@ -72,6 +91,8 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=2, ge=1, le=1000)
     worker_queue: str = "webhookd.deliveries"
     metrics_port: int = Field(default=9101, ge=0, le=65535)
+    # Interface of a worker's metrics port (the compose file sets 0.0.0.0).
+    metrics_host: str = "127.0.0.1"
     db_pool_size: int = Field(default=20, ge=1, le=500)
 
     log_level: str = "INFO"
@@ -88,7 +109,7 @@ class Settings(BaseSettings):
     def _async_driver(cls, value: str) -> str:
         return async_database_url(value)
 
-    @field_validator("allowed_networks")
+    @field_validator("allowed_networks", "trusted_proxies")
     @classmethod
     def _valid_networks(cls, value: str) -> str:
         for part in filter(None, (p.strip() for p in value.split(","))):
@@ -99,6 +120,10 @@ class Settings(BaseSettings):
     def allowed_network_list(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         parts = (p.strip() for p in self.allowed_networks.split(","))
         return tuple(ipaddress.ip_network(p, strict=False) for p in parts if p)
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     @property
     def is_sqlite(self) -> bool:

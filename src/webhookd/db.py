@@ -8,12 +8,18 @@ SQLite calls run inline on the event loop (see :class:`InlineSQLiteConnection`).
 Work that must follow a commit (waking the delivery engine, forgetting cached keys) is
 registered with :func:`after_commit` on the write session and run by :meth:`Database.write`
 once the commit went through; a rolled-back transaction runs none of it.
+
+No wait on the network (DNS, an HTTP delivery, Redis, the broker) may happen inside a
+write transaction: on SQLite it would hold the process-wide write lock, on PostgreSQL a
+pooled connection and row locks, while the network answers. Each such wait calls
+:func:`network_wait` first, which refuses it inside a write transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import functools
 import sqlite3
@@ -47,6 +53,27 @@ NAMING_CONVENTION = {
 
 WRITE_OPTION = "webhookd_write"
 _AFTER_COMMIT = "webhookd_after_commit"
+# True in a task (and the tasks it starts) while it is inside a write transaction.
+_IN_WRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("webhookd_in_write", default=False)
+
+
+class NetworkWaitInTransaction(RuntimeError):
+    """A bug: something waited on the network inside a write transaction."""
+
+
+def network_wait(what: str) -> None:
+    """Called before every wait on the network; raises inside a write transaction."""
+    if _IN_WRITE.get():
+        raise NetworkWaitInTransaction(f"{what} inside a write transaction")
+
+
+@contextlib.contextmanager
+def _writing() -> Generator[None, None, None]:
+    token = _IN_WRITE.set(True)
+    try:
+        yield
+    finally:
+        _IN_WRITE.reset(token)
 
 
 class Base(DeclarativeBase):
@@ -192,12 +219,13 @@ class Database:
         """A write transaction: committed when the block exits cleanly, else rolled back.
         What was registered with :func:`after_commit` runs after the commit."""
         lock = self._write_lock or contextlib.nullcontext()
-        async with lock, self.sessionmaker() as session:
-            await session.connection(execution_options={WRITE_OPTION: True})
-            yield session
-            await session.commit()
-            callbacks: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
-        for callback in callbacks:  # outside the lock: the transaction is over
+        with _writing():
+            async with lock, self.sessionmaker() as session:
+                await session.connection(execution_options={WRITE_OPTION: True})
+                yield session
+                await session.commit()
+                callbacks: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
+        for callback in callbacks:  # outside the lock and the transaction
             callback()
 
     @contextlib.asynccontextmanager
@@ -205,10 +233,11 @@ class Database:
         """Like :meth:`write`, on a bare Core connection: no ORM session to set up and tear
         down (the delivery engine's claims and writes, many per second)."""
         lock = self._write_lock or contextlib.nullcontext()
-        async with lock, self.engine.connect() as conn:
-            await conn.execution_options(**{WRITE_OPTION: True})
-            async with conn.begin():
-                yield conn
+        with _writing():
+            async with lock, self.engine.connect() as conn:
+                await conn.execution_options(**{WRITE_OPTION: True})
+                async with conn.begin():
+                    yield conn
 
     async def ping(self) -> None:
         """One round trip to the database (readiness); raises if it does not answer."""

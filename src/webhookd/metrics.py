@@ -61,11 +61,63 @@ BROKER_PUBLISH_FAILURES = Counter(
 )
 
 
-# Child lookups (``.labels(...)``) cost more than the increment: the hot paths keep them.
+OTHER = "other"  # the label value of what is over a label's budget
+
+
+class LabelBudget:
+    """The values one label may take in this process: the first ``limit`` distinct values
+    get a series of their own, every later one counts as ``other``. The registry keeps
+    every series it ever saw, so this is what bounds the size of ``/metrics``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._admitted: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self._admitted:
+            return value
+        if len(self._admitted) < self.limit:
+            self._admitted.add(value)
+            return value
+        return OTHER
+
+
+_tenants = LabelBudget(1000)
+_event_types = LabelBudget(50)
+_per_tenant = True
+
+
+def configure(*, tenant_label: str, max_tenants: int, max_event_types: int) -> None:
+    """Apply the settings (``WEBHOOKD_METRICS_*``), with fresh budgets."""
+    global _per_tenant, _tenants, _event_types
+    _per_tenant = tenant_label == "id"
+    _tenants = LabelBudget(max_tenants)
+    _event_types = LabelBudget(max_event_types)
+    for cache in (_published_children, _tenant_children, _attempt_children):
+        cache.clear()
+
+
+def tenant_label(tenant_id: int) -> str:
+    """A tenant's id, ``other`` past the budget, or ``all`` when per-tenant series are off."""
+    return _tenants(str(tenant_id)) if _per_tenant else "all"
+
+
+# Child lookups (``.labels(...)``) cost more than the increment: the hot paths keep them
+# (caches only: the label budgets above bound the series).
 _published_children: dict[tuple[int, str], Any] = {}
-_rate_limit_children: dict[int, Any] = {}
+_tenant_children: dict[tuple[Any, int], Any] = {}
 _attempt_children: dict[int, tuple[Any, Any]] = {}
 _MAX_CHILDREN = 10_000
+
+
+def _child(metric: Any, tenant_id: int) -> Any:
+    child = _tenant_children.get((metric, tenant_id))
+    if child is None:
+        if len(_tenant_children) >= _MAX_CHILDREN:
+            _tenant_children.clear()
+        child = metric.labels(tenant=tenant_label(tenant_id))
+        _tenant_children[(metric, tenant_id)] = child
+    return child
 
 
 def event_published(tenant_id: int, event_type: str) -> None:
@@ -73,18 +125,19 @@ def event_published(tenant_id: int, event_type: str) -> None:
     if child is None:
         if len(_published_children) >= _MAX_CHILDREN:
             _published_children.clear()
-        child = EVENTS_PUBLISHED.labels(tenant=str(tenant_id), event_type=event_type)
+        child = EVENTS_PUBLISHED.labels(
+            tenant=tenant_label(tenant_id), event_type=_event_types(event_type)
+        )
         _published_children[(tenant_id, event_type)] = child
     child.inc()
 
 
 def rate_limit_hit(tenant_id: int) -> None:
-    child = _rate_limit_children.get(tenant_id)
-    if child is None:
-        if len(_rate_limit_children) >= _MAX_CHILDREN:
-            _rate_limit_children.clear()
-        child = _rate_limit_children[tenant_id] = RATE_LIMIT_HITS.labels(tenant=str(tenant_id))
-    child.inc()
+    _child(RATE_LIMIT_HITS, tenant_id).inc()
+
+
+def dead_lettered(tenant_id: int) -> None:
+    _child(DEAD_LETTERED, tenant_id).inc()
 
 
 @functools.cache
@@ -100,7 +153,7 @@ def attempt_finished(
     if children is None:
         if len(_attempt_children) >= _MAX_CHILDREN:
             _attempt_children.clear()
-        tenant = str(tenant_id)
+        tenant = tenant_label(tenant_id)
         children = (DELIVERY_DURATION.labels(tenant=tenant), DELIVERY_SUCCESS.labels(tenant=tenant))
         _attempt_children[tenant_id] = children
     duration, success = children
@@ -109,4 +162,4 @@ def attempt_finished(
     if failure is None:
         success.inc()
     else:
-        DELIVERY_FAILURE.labels(tenant=str(tenant_id), reason=failure).inc()
+        DELIVERY_FAILURE.labels(tenant=tenant_label(tenant_id), reason=failure).inc()

@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from webhookd import metrics
+from webhookd.db import network_wait
 from webhookd.errors import AppError
 
 if TYPE_CHECKING:
@@ -186,6 +187,7 @@ class RedisRateLimiter:
             self._runner = None
 
     async def _check(self, batch: list[tuple[str, int, asyncio.Future[Decision]]]) -> None:
+        network_wait("a Redis rate-limit check")
         try:
             # Socket timeouts bound each step; this bounds the whole call (connect + eval).
             async with asyncio.timeout(4 * self.timeout):

@@ -19,6 +19,7 @@ from typing import Literal
 
 import aiohttp
 
+from webhookd import metrics
 from webhookd.config import Settings
 from webhookd.db import Database
 from webhookd.delivery import engine as delivery_engine
@@ -64,6 +65,11 @@ async def build_runtime(
 ) -> AsyncIterator[Runtime]:
     """Build, start, and finally stop and close everything a process of ``role`` needs."""
     secrets = secrets or resolve_server_secrets(settings)
+    metrics.configure(
+        tenant_label=settings.metrics_tenant_label,
+        max_tenants=settings.metrics_max_tenants,
+        max_event_types=settings.metrics_max_event_types,
+    )
     policy = EndpointPolicy.from_settings(settings)
     db = Database(settings)
     store = create_store(db.engine.dialect.name, decrypt=secrets.box.decrypt_cached)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -18,6 +20,11 @@ MAX_JSON_DEPTH = 32
 # fail, a 500), so free text is refused with a 422 when it contains one.
 NO_NUL_PATTERN = r"^[^\x00]*$"
 EVENT_TYPE_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+# Ids chosen by clients (event_id): printable ASCII without space and without the
+# characters that mean something in a URL path or query, so every id can be used in a
+# path as it is: / (a path separator, even as %2F), ? and # (query, fragment), % (escapes)
+# and \ (a separator to some clients).
+CLIENT_ID_PATTERN = r"^[!\"$&'()*+,\-.0-9:;<=>@A-Z\[\]^_`a-z{|}~]+$"
 EventType = Annotated[
     str,
     Field(
@@ -79,3 +86,49 @@ def changes(data: BaseModel, *, not_null: tuple[str, ...]) -> dict[str, Any]:
             fields=[{"field": n, "location": "body", "message": "may not be null"} for n in nulls],
         )
     return values
+
+
+# JSON integers orjson keeps exact: 64 bits, signed or unsigned. Beyond, it parses a float
+# and the payload would be delivered changed (1.2345678901234568e+29).
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+_LONG_NUMBER = re.compile(rb"\d{19}")  # every integer outside the range has 19+ digits
+
+
+def inexact_integer(body: bytes) -> tuple[str, int] | None:
+    """The dotted path and value of the first integer of a JSON body that is outside
+    [INT_MIN, INT_MAX] (it could not be kept exact), or None. Costs one regex search for
+    bodies without a run of 19 digits."""
+    if not _LONG_NUMBER.search(body):
+        return None
+    try:
+        value = json.loads(body)  # the standard library keeps big integers exact
+    except (ValueError, RecursionError):
+        return None  # not JSON, or too deep: the normal parse reports it
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, bool):
+            continue
+        if isinstance(node, int):
+            if not INT_MIN <= node <= INT_MAX:
+                return path, node
+        elif isinstance(node, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, f"{path}.{i}" if path else str(i)) for i, v in enumerate(node))
+    return None
+
+
+def check_exact_integers(body: bytes) -> None:
+    """422 naming the field when an integer of the body cannot be kept exact."""
+    found = inexact_integer(body)
+    if found is not None:
+        path, value = found
+        message = (
+            f"integer {value} is outside the range webhookd keeps exact "
+            f"({INT_MIN} to {INT_MAX}); send it as a string"
+        )
+        raise Unprocessable(
+            f"{path or 'body'}: {message}",
+            fields=[{"field": path or "body", "location": "body", "message": message}],
+        )

@@ -8,9 +8,11 @@
         return 400, str(exc)
 
 Checks the Standard Webhooks headers (``webhook-id``, ``webhook-timestamp``,
-``webhook-signature``) when present, with a timestamp tolerance against replays, else the
-``X-Webhook-Signature: sha256=<hex>`` header. Every failure, malformed headers included,
-raises :class:`WebhookVerificationError`.
+``webhook-signature``), with a timestamp tolerance against replays. The brief's
+``X-Webhook-Signature: sha256=<hex>`` header signs the body alone, with no timestamp, so a
+captured delivery verifies forever: it is accepted only when the caller asks for it
+(``allow_x_webhook_signature=True``) and the Standard Webhooks headers are absent. Every
+failure, malformed headers included, raises :class:`WebhookVerificationError`.
 """
 
 from __future__ import annotations
@@ -37,11 +39,21 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def verify_x_webhook_signature(body: bytes, signature: str | None, secret: str) -> None:
-    """Check ``X-Webhook-Signature`` (HMAC-SHA256 of the body, keyed with the whole secret)."""
+    """Check ``X-Webhook-Signature`` (HMAC-SHA256 of the body, keyed with the whole secret).
+
+    It carries no timestamp: a captured delivery replayed later still verifies. Prefer
+    :func:`verify_standard`."""
     if not signature:
         raise WebhookVerificationError("missing X-Webhook-Signature header")
     if not hmac.compare_digest(x_webhook_signature(secret, body).encode(), signature.encode()):
         raise WebhookVerificationError("X-Webhook-Signature does not match")
+
+
+def _timestamp(value: str) -> int:
+    # ASCII digits only: str.isdigit() also accepts '²' and other digits int() refuses.
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:
+        raise WebhookVerificationError("malformed webhook-timestamp")
+    return int(value)
 
 
 def verify_standard(
@@ -58,9 +70,7 @@ def verify_standard(
     signatures = _header(headers, "webhook-signature")
     if not msg_id or not timestamp or not signatures:
         raise WebhookVerificationError("missing webhook-id, webhook-timestamp or webhook-signature")
-    if not timestamp.isdigit() or len(timestamp) > 12:
-        raise WebhookVerificationError("malformed webhook-timestamp")
-    sent = int(timestamp)
+    sent = _timestamp(timestamp)
     current = time.time() if now is None else now
     if abs(current - sent) > tolerance:
         raise WebhookVerificationError(f"webhook-timestamp is more than {tolerance}s away from now")
@@ -80,9 +90,20 @@ def verify(
     secret: str,
     *,
     tolerance: int = DEFAULT_TOLERANCE,
+    allow_x_webhook_signature: bool = False,
 ) -> None:
-    """Verify a delivery with whichever scheme its headers carry (Standard Webhooks first)."""
-    if _header(headers, "webhook-signature") is not None:
+    """Verify a delivery by its Standard Webhooks headers (timestamped: replays older than
+    ``tolerance`` seconds are refused).
+
+    With ``allow_x_webhook_signature=True``, a request without those headers may instead
+    carry the brief's ``X-Webhook-Signature``; that header has no timestamp, so this mode
+    cannot refuse a replayed delivery.
+    """
+    has_standard = any(
+        _header(headers, name) is not None
+        for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+    )
+    if has_standard or not allow_x_webhook_signature:
         verify_standard(body, headers, secret, tolerance=tolerance)
     else:
         verify_x_webhook_signature(body, _header(headers, "X-Webhook-Signature"), secret)

@@ -103,7 +103,7 @@ def create_worker_app(settings: Settings) -> Celery:
             with contextlib.suppress(KeyError):
                 REGISTRY.unregister(gauge)
         if settings.metrics_port:
-            start_http_server(settings.metrics_port)
+            start_http_server(settings.metrics_port, addr=settings.metrics_host)
         started()  # start the engine now, not at the first task
         freeze_startup_heap()
         log.info("worker.ready", metrics_port=settings.metrics_port, queue=settings.worker_queue)

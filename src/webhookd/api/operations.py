@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from webhookd.api.deps import RuntimeDep
 from webhookd.api.errors import ORJSONResponse, error_body, error_responses
 from webhookd.delivery.service import refresh_gauges
+from webhookd.errors import Unauthorized
+from webhookd.security import keys_equal
 
 router = APIRouter(tags=["operations"])
 
@@ -28,10 +32,18 @@ async def ready(runtime: RuntimeDep) -> dict[str, str] | ORJSONResponse:
     return {"status": "ready"}
 
 
-@router.get("/metrics", response_class=Response)
-async def metrics(runtime: RuntimeDep) -> Response:
+@router.get("/metrics", response_class=Response, responses=error_responses(401))
+async def metrics(
+    runtime: RuntimeDep, authorization: Annotated[str | None, Header()] = None
+) -> Response:
     """Prometheus metrics. The gauges of database state are read from the database at each
-    scrape, so they are right whichever process answers."""
+    scrape, so they are right whichever process answers. With `WEBHOOKD_METRICS_TOKEN` set,
+    the scraper sends `Authorization: Bearer <token>` (the series name tenants)."""
+    expected = runtime.settings.metrics_token
+    if expected is not None:
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not keys_equal(given.strip(), expected):
+            raise Unauthorized("GET /metrics needs Authorization: Bearer <WEBHOOKD_METRICS_TOKEN>")
     async with runtime.db.read() as session:
         await refresh_gauges(session)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

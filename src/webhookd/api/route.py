@@ -1,7 +1,9 @@
 """API route class: request bodies must be JSON and are parsed with orjson.
 
 orjson rejects what the standard library lets through and could not be stored or sent as
-valid JSON later (NaN, Infinity, lone surrogates), and is several times faster.
+valid JSON later (NaN, Infinity, lone surrogates), and is several times faster. An integer
+orjson cannot keep exact (beyond 64 bits) is refused with a 422 naming its field rather
+than delivered changed.
 
 The route class also documents the errors every API route can answer (in the JSON error
 shape), so the OpenAPI schema lists them for every route, including routes added later.
@@ -18,6 +20,7 @@ from fastapi.routing import APIRoute
 
 from webhookd.api.errors import error_responses
 from webhookd.errors import AppError
+from webhookd.schemas import check_exact_integers
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -76,6 +79,9 @@ class OrjsonRoute(APIRoute):
                         }
                     ],
                 )
-            return await handler(OrjsonRequest(request.scope, request.receive, request._send))
+            orjson_request = OrjsonRequest(request.scope, request.receive, request._send)
+            if request.method in BODY_METHODS and content_type:
+                check_exact_integers(await orjson_request.body())  # 422 names the field
+            return await handler(orjson_request)
 
         return orjson_handler

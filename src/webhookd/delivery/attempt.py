@@ -17,6 +17,7 @@ from ipaddress import IPv4Network, IPv6Network
 import aiohttp
 import orjson
 
+from webhookd.db import network_wait
 from webhookd.delivery import ssrf
 from webhookd.delivery.job import Job, Outcome
 from webhookd.delivery.retry import parse_retry_after
@@ -110,6 +111,7 @@ async def perform_attempt(
     allow_networks: Sequence[IPv4Network | IPv6Network] = (),
     body_limit: int,
 ) -> Outcome:
+    network_wait("a delivery attempt")
     started_at = dt.datetime.now(dt.UTC)
     start = time.perf_counter()
     status: int | None = None

@@ -271,7 +271,7 @@ async def record(
                 "delivery.retry_scheduled", **context, error=t.outcome.summary, retry_in=t.retry_in
             )
         else:
-            metrics.DEAD_LETTERED.labels(tenant=str(job.tenant_id)).inc()
+            metrics.dead_lettered(job.tenant_id)
             log.error("delivery.dead_lettered", **context, error=t.outcome.summary)
     return transitions
 

@@ -32,6 +32,7 @@ import asyncio
 import re
 import socket
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import (
     IPv4Address,
@@ -41,10 +42,13 @@ from ipaddress import (
     ip_address,
     ip_network,
 )
+from typing import Any
 
 import aiohttp.abc
 import aiohttp.resolver
 from yarl import URL
+
+from webhookd.db import network_wait
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -297,16 +301,23 @@ async def resolve_checked(
     *,
     allow_private: bool,
     allow_networks: Sequence[IPNetwork] = (),
+    timeout: float = 5.0,  # noqa: ASYNC109 - a bound on the lookup, which runs on a thread
 ) -> list[str]:
     """Resolve ``host`` and return its addresses, refusing if ANY of them is blocked.
 
-    Raises TargetRefused("cannot resolve host ...") if resolution fails. Useful for
-    validating an endpoint URL when it is registered; delivery itself relies on
-    :class:`GuardedResolver`, which re-checks at connection time.
+    Raises TargetRefused("cannot resolve host ...") if resolution fails or takes longer
+    than ``timeout`` seconds. Useful for validating an endpoint URL when it is registered;
+    delivery itself relies on :class:`GuardedResolver`, which re-checks at connection time.
     """
+    network_wait(f"resolving {host}")
     loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        async with asyncio.timeout(timeout):
+            infos = await loop.run_in_executor(_CHECK_POOL, _system_getaddrinfo, host, port)
+    except TimeoutError:
+        raise TargetRefused(
+            f"cannot resolve host {host!r}: no answer within {timeout:g} s"
+        ) from None
     except socket.gaierror as exc:
         raise TargetRefused(f"cannot resolve host {host!r}: {exc.strerror}") from exc
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
@@ -315,6 +326,16 @@ async def resolve_checked(
     if not allow_private:
         _check_addresses(host, addresses, allow_networks)
     return addresses
+
+
+# URL checks resolve on threads of their own: lookups that hang (a slow or hostile name
+# server) fill this pool and time out, never the loop's default executor that deliveries
+# resolve on.
+_CHECK_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhookd-url-check")
+
+
+def _system_getaddrinfo(host: str, port: int) -> list[Any]:
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
 
 
 class GuardedResolver(aiohttp.abc.AbstractResolver):

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from webhookd.api.deps import PrincipalDep, SessionDep, SettingsDep, WriteSessionDep
 from webhookd.api.errors import error_responses
 from webhookd.api.route import OrjsonRoute
 from webhookd.endpoint import service
 from webhookd.endpoint.schemas import EndpointCreate, EndpointRead, EndpointUpdate
+from webhookd.endpoint.service import Checked
 from webhookd.schemas import IdPath, IdQuery, Page
 
 router = APIRouter(
@@ -16,18 +17,32 @@ router = APIRouter(
 )
 
 
+# The URL is checked (its host resolved) by these dependencies, which the routes declare
+# before their write session: no lock or pooled connection is held while DNS answers.
+async def _checked_create(data: EndpointCreate, settings: SettingsDep) -> Checked[EndpointCreate]:
+    return await service.check(data, settings)
+
+
+async def _checked_update(data: EndpointUpdate, settings: SettingsDep) -> Checked[EndpointUpdate]:
+    return await service.check(data, settings)
+
+
+CheckedCreate = Annotated[Checked[EndpointCreate], Depends(_checked_create)]
+CheckedUpdate = Annotated[Checked[EndpointUpdate], Depends(_checked_update)]
+
+
 @router.post("", status_code=201, response_model=EndpointRead, responses=error_responses(409))
 async def create_endpoint(
     tenant_id: IdPath,
-    data: EndpointCreate,
     principal: PrincipalDep,
+    checked: CheckedCreate,
     session: WriteSessionDep,
     settings: SettingsDep,
 ) -> EndpointRead:
     """Subscribe a URL to some (or all) of the tenant's event types."""
     principal.check_tenant(tenant_id)
     endpoint = await service.create_endpoint(
-        session, tenant_id=tenant_id, data=data, settings=settings
+        session, tenant_id=tenant_id, checked=checked, settings=settings
     )
     return EndpointRead.model_validate(endpoint)
 
@@ -61,15 +76,14 @@ async def get_endpoint(
 async def update_endpoint(
     tenant_id: IdPath,
     endpoint_id: IdPath,
-    data: EndpointUpdate,
     principal: PrincipalDep,
+    checked: CheckedUpdate,
     session: WriteSessionDep,
-    settings: SettingsDep,
 ) -> EndpointRead:
     """Change some fields; routing of events published from now on follows the change."""
     principal.check_tenant(tenant_id)
     endpoint = await service.update_endpoint(
-        session, tenant_id=tenant_id, endpoint_id=endpoint_id, data=data, settings=settings
+        session, tenant_id=tenant_id, endpoint_id=endpoint_id, checked=checked
     )
     return EndpointRead.model_validate(endpoint)
 

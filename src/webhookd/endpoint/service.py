@@ -1,6 +1,16 @@
-"""Endpoints: every query starts from the tenant that owns them."""
+"""Endpoints: every query starts from the tenant that owns them.
+
+An endpoint's URL is checked (and its host name resolved, for the SSRF guard) by
+:func:`check`, which must run before the write transaction opens: a slow DNS answer must not
+hold the database's write lock (SQLite) or a pooled connection (PostgreSQL) while other
+tenants wait. The services that store a URL take only a :class:`Checked` body, so the
+order is enforced by the types.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -8,14 +18,24 @@ from webhookd.config import Settings
 from webhookd.delivery import ssrf
 from webhookd.endpoint import repository
 from webhookd.endpoint.schemas import EndpointCreate, EndpointUpdate
-from webhookd.errors import Conflict, NotFound, Unprocessable
+from webhookd.errors import Conflict, NotFound, field_error
 from webhookd.models import Endpoint
 from webhookd.schemas import changes as schema_changes
 from webhookd.tenant.service import ensure_tenant
 
+Body = TypeVar("Body", EndpointCreate, EndpointUpdate)
 
-async def check_url(url: str, settings: Settings) -> str:
-    """Refuse URLs that are not http(s) or that point into private networks (422)."""
+
+@dataclass(frozen=True, slots=True)
+class Checked(Generic[Body]):
+    """A create or update body whose URL (if any) passed :func:`check`."""
+
+    data: Body
+
+
+async def check_url(url: str, settings: Settings) -> None:
+    """Refuse URLs that are not http(s) or that point into private networks (422). Resolves
+    the host name within ``WEBHOOKD_DNS_TIMEOUT``: call it outside any transaction."""
     try:
         target = ssrf.parse_target(url)
         if not settings.allow_private_targets:
@@ -23,21 +43,28 @@ async def check_url(url: str, settings: Settings) -> str:
             ssrf.check_literal(target, allow_private=False, allow_networks=allowed)
             if target.literal_ip is None:
                 await ssrf.resolve_checked(
-                    target.host, target.port, allow_private=False, allow_networks=allowed
+                    target.host,
+                    target.port,
+                    allow_private=False,
+                    allow_networks=allowed,
+                    timeout=settings.dns_timeout,
                 )
     except ssrf.TargetRefused as exc:
-        raise Unprocessable(
-            f"url: {exc.reason}",
-            fields=[{"field": "url", "location": "body", "message": exc.reason}],
-        ) from exc
-    return url
+        raise field_error("url", exc.reason) from exc
+
+
+async def check(data: Body, settings: Settings) -> Checked[Body]:
+    """The body with its URL checked (an update without a URL has nothing to check)."""
+    if data.url is not None:
+        await check_url(data.url, settings)
+    return Checked(data)
 
 
 async def create_endpoint(
-    session: AsyncSession, *, tenant_id: int, data: EndpointCreate, settings: Settings
+    session: AsyncSession, *, tenant_id: int, checked: Checked[EndpointCreate], settings: Settings
 ) -> Endpoint:
+    data = checked.data
     await ensure_tenant(session, tenant_id=tenant_id)
-    await check_url(data.url, settings)
     count = await repository.count(session, tenant_id=tenant_id)
     if count >= settings.max_endpoints_per_tenant:
         raise Conflict(
@@ -69,13 +96,10 @@ async def update_endpoint(
     *,
     tenant_id: int,
     endpoint_id: int,
-    data: EndpointUpdate,
-    settings: Settings,
+    checked: Checked[EndpointUpdate],
 ) -> Endpoint:
     endpoint = await get_endpoint(session, tenant_id=tenant_id, endpoint_id=endpoint_id)
-    changes = schema_changes(data, not_null=("url", "event_types", "is_active"))
-    if "url" in changes:
-        await check_url(changes["url"], settings)
+    changes = schema_changes(checked.data, not_null=("url", "event_types", "is_active"))
     for field, value in changes.items():
         setattr(endpoint, field, value)
     await session.flush()

@@ -8,16 +8,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from webhookd.delivery.schemas import AttemptRead
 from webhookd.models import DeliveryStatus
-from webhookd.schemas import MAX_JSON_DEPTH, EventType, ReadModel, json_depth
+from webhookd.schemas import CLIENT_ID_PATTERN, MAX_JSON_DEPTH, EventType, ReadModel, json_depth
 
-EVENT_ID_PATTERN = r"^[\x21-\x7e]+$"
+EVENT_ID_PATTERN = CLIENT_ID_PATTERN
 EventId = Annotated[
     str,
     Field(
         min_length=1,
         max_length=255,
         pattern=EVENT_ID_PATTERN,
-        description="Your idempotency key: printable ASCII without spaces. Publishing the same "
+        description="Your idempotency key: printable ASCII without spaces and without "
+        "/ ? # % \\ (so that it can stand in a URL path as it is). Publishing the same "
         "event_id again returns the original event and delivers nothing new.",
         examples=["evt_123"],
     ),

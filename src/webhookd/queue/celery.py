@@ -17,6 +17,7 @@ from celery import Celery
 
 from webhookd import metrics
 from webhookd.config import Settings
+from webhookd.db import network_wait
 
 log = structlog.get_logger("webhookd.queue")
 
@@ -84,6 +85,7 @@ class CeleryQueue:
             task.add_done_callback(self._pending.discard)
 
     async def _send(self, delivery_ids: list[int]) -> None:
+        network_wait("a message to the broker")
         try:
             await asyncio.to_thread(
                 self.celery.send_task, DELIVER_TASK, args=[delivery_ids], retry=False
