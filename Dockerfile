@@ -12,7 +12,7 @@ WORKDIR /src
 RUN python -m venv /opt/venv
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN /opt/venv/bin/pip install .
+RUN /opt/venv/bin/pip install ".[server]"
 
 # --- runtime: the virtualenv only, run as an unprivileged user --------------------------------
 FROM python:3.11-slim

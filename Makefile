@@ -4,17 +4,20 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format migrate receiver bench bench-scale drills clean
+.PHONY: run demo test lint format migrate receiver bench bench-scale drills clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("webhookd needs Python 3.11+") if sys.version_info < (3, 11) else None'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[server,test,bench]"
 	touch $(STAMP)
 
 run: $(STAMP)  ## start the API + in-process delivery workers on ./webhookd.db
 	$(BIN)/webhookd serve --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
+
+demo: $(STAMP)  ## a first signed webhook, delivered and verified on screen
+	$(BIN)/webhookd demo
 
 test: $(STAMP)  ## the whole suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

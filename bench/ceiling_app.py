@@ -21,6 +21,7 @@ from fastapi.security import APIKeyHeader
 from bench.procs import serve_local
 from webhookd.api.server import BoundedHttpToolsProtocol
 from webhookd.event.schemas import DeliverySummary, EventAccepted, EventCreate
+from webhookd.models import DeliveryStatus
 
 API_KEY = "whk_ceiling"
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -40,11 +41,17 @@ async def publish_event(
 ) -> EventAccepted:
     pk = next(ids)
     return EventAccepted(
-        id=pk,
+        id=f"evt_{pk:026d}",
         event_id=data.event_id,
         event_type=data.event_type,
         created_at=dt.datetime.now(dt.UTC),
-        deliveries=[DeliverySummary(id=pk, endpoint_id=tenant_id, status="pending")],
+        deliveries=[
+            DeliverySummary(
+                id=f"dlv_{pk:026d}",
+                endpoint_id=f"ep_{tenant_id:026d}",
+                status=DeliveryStatus.PENDING,
+            )
+        ],
         duplicate=False,
     )
 

@@ -38,14 +38,14 @@ REFERENCE = "scale-ref"
 # writes (webhookd/event/service.py), with the reference's own values; only the event_id
 # differs. {series} yields n = 1 .. :count.
 COPY_EVENTS = """
-INSERT INTO events (tenant_id, event_id, event_type, payload, created_at)
-SELECT e.tenant_id, 'scale-' || n, e.event_type, e.payload, e.created_at
+INSERT INTO events (public_id, tenant_id, event_id, event_type, payload, created_at)
+SELECT {new_id}, e.tenant_id, 'scale-' || n, e.event_type, e.payload, e.created_at
 FROM {series}, events e WHERE e.event_id = 'scale-ref'
 """
 COPY_DELIVERIES = """
-INSERT INTO deliveries (tenant_id, event_id, endpoint_id, status, attempt_count, cycle,
-                        next_attempt_at, created_at, updated_at)
-SELECT e.tenant_id, e.id, d.endpoint_id, d.status, d.attempt_count, d.cycle,
+INSERT INTO deliveries (public_id, tenant_id, event_id, endpoint_id, status, attempt_count,
+                        cycle, next_attempt_at, created_at, updated_at)
+SELECT {new_id}, e.tenant_id, e.id, d.endpoint_id, d.status, d.attempt_count, d.cycle,
        d.next_attempt_at, d.created_at, d.updated_at
 FROM events e, deliveries d
 WHERE e.event_id LIKE 'scale-%' AND e.event_id != 'scale-ref' AND d.id = (
@@ -58,6 +58,9 @@ SQLITE_SERIES = (
     "SELECT n FROM s) AS seq"
 )
 PG_SERIES = "generate_series(1, {count}) AS n"
+# A new public id per copied row (each database's own spelling of a random UUID).
+SQLITE_NEW_ID = "lower(hex(randomblob(16)))"
+PG_NEW_ID = "gen_random_uuid()"
 SAME_AS_REFERENCE = """
 SELECT count(*) FROM deliveries d JOIN events e ON e.id = d.event_id,
   (SELECT d.endpoint_id, d.status, d.attempt_count, d.cycle, d.next_attempt_at,
@@ -98,9 +101,15 @@ def execute(url: str, statements: list[str]) -> int:
 
 def backlog(url: str, backend: str, size: int) -> float:
     """Copy the reference into ``size`` pending deliveries in all; seconds it took."""
-    series = (PG_SERIES if backend == "postgresql" else SQLITE_SERIES).format(count=size - 1)
+    postgres = backend == "postgresql"
+    series = (PG_SERIES if postgres else SQLITE_SERIES).format(count=size - 1)
+    new_id = PG_NEW_ID if postgres else SQLITE_NEW_ID
     start = time.monotonic()
-    same = execute(url, [COPY_EVENTS.format(series=series), COPY_DELIVERIES])
+    copies = [
+        COPY_EVENTS.format(series=series, new_id=new_id),
+        COPY_DELIVERIES.format(new_id=new_id),
+    ]
+    same = execute(url, copies)
     if same != size:
         raise BenchError(f"bulk insert: {same:,} rows match the API's reference, not {size:,}")
     return time.monotonic() - start

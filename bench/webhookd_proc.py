@@ -64,7 +64,7 @@ def start_worker(procs: Procs, env: dict[str, str]) -> Any:
 
 @dataclass(frozen=True)
 class Tenant:
-    id: int
+    id: str
     api_key: str
     secret: str
 
@@ -87,7 +87,7 @@ def create_tenant(server_url: str, endpoint_urls: list[str]) -> Tenant:
             ).raise_for_status()
         secret = api.get(f"/tenants/{tenant['id']}/secret", headers=auth)
         secret.raise_for_status()
-    return Tenant(int(tenant["id"]), str(tenant["api_key"]), str(secret.json()["secret_key"]))
+    return Tenant(str(tenant["id"]), str(tenant["api_key"]), str(secret.json()["secret_key"]))
 
 
 def sqlite_scalar(db: Path, sql: str) -> int:

@@ -296,7 +296,7 @@ def test_dockerfile_runs_the_api_unprivileged_with_a_healthcheck() -> None:
     assert froms and all(image == "python:3.11-slim" for image in froms)
     users = re.findall(r"^USER\s+(\S+)", text, flags=re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
-    assert re.search(r"^RUN .*pip install \.", text, flags=re.MULTILINE)
+    assert re.search(r'^RUN .*pip install "\.\[server\]"', text, flags=re.MULTILINE)
     healthcheck = re.search(r"^HEALTHCHECK .*?CMD (.*)$", text, flags=re.MULTILINE | re.DOTALL)
     assert healthcheck and "/health" in healthcheck.group(1)
     cmd = re.findall(r"^CMD\s+(\[.*\])$", text, flags=re.MULTILINE)

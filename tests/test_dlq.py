@@ -126,7 +126,6 @@ def test_pagination(tenant, receiver) -> None:
         cursor = page["next_cursor"]
         if cursor is None:
             break
-        assert cursor == page["items"][-1]["id"]
     assert sizes == [2, 2, 1]
     assert seen == ids
     assert tenant.client.get("/api/v1/dlq", params={"limit": 0}).status_code == 422

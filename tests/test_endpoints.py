@@ -109,7 +109,6 @@ def test_list_pages(tenant, receiver) -> None:
         seen += [e["id"] for e in page["items"]]
         if page["next_cursor"] is None:
             break
-        assert page["next_cursor"] == page["items"][-1]["id"]
         cursor = page["next_cursor"]
         assert len(seen) <= 10
     assert seen == ids

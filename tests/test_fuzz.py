@@ -37,6 +37,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy import select
 
 from tests.api_errors import assert_error, field_names
 from tests.fixtures.server import ADMIN_KEY, LiveServer, make_settings, running_server
@@ -44,6 +45,7 @@ from webhookd.app import create_app
 from webhookd.config import Settings
 from webhookd.db import Database
 from webhookd.delivery import ssrf
+from webhookd.ids import Kind, parse_id
 from webhookd.models import DeadLetter, Delivery, DeliveryStatus, Event
 
 SEED = 20_240_917
@@ -100,11 +102,11 @@ class World:
     """
 
     keys: dict[str, str]  # tenant role -> current API key (the fuzzer may rotate it)
-    ids: dict[str, int]  # tenant role -> tenant id
-    endpoints: list[int]  # main's endpoints that stay
-    spare_endpoints: list[int]  # main's endpoints for DELETE to take
+    ids: dict[str, str]  # tenant role -> tenant id
+    endpoints: list[str]  # main's endpoints that stay
+    spare_endpoints: list[str]  # main's endpoints for DELETE to take
     event_ids: list[str]  # main's events
-    entries: dict[str, list[int]]  # dead letters of dlq: "read", "discard", "retry"
+    entries: dict[str, list[str]]  # dead letters of dlq: "read", "discard", "retry"
     seen: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
 
     def role(self, method: str, path: str) -> str:
@@ -124,31 +126,41 @@ class World:
 
     def aim(self, case: schemathesis.Case) -> None:
         """Point about half of the generated path ids at real objects (deterministically:
-        those whose generated value is even, so replays make the same choice).
+        those whose generated value has an even length, so replays make the same choice).
 
         Destructive calls never take the objects other operations rely on: the admin
         ``PATCH`` of a world tenant other than ``victim`` goes to ``victim``, a ``DELETE``
-        of a kept endpoint goes to a spare one.
+        of a kept endpoint goes to a spare one. A publish that names a tenant in its body
+        names the caller's own half of the time, and the uid of a tenant body is left out
+        half of the time (a generated uid is often taken: 409).
         """
         method, path = case.method.upper(), case.path
         params = case.path_parameters or {}
         for name, value in list(params.items()):
-            if isinstance(value, str) and value.isdigit() and name != "event_id":
-                value = int(value)  # the coverage phase sends some ids as strings
             if isinstance(value, bool) or not isinstance(value, int | str):
                 continue
-            pick = value if isinstance(value, int) else len(value)
-            if pick >= 0 and pick % 2 == 0:
+            pick = len(str(value))
+            nested = name == "tenant_id" and "/endpoints" in path  # then aim at the endpoint
+            if pick % 2 == 0 or nested:
                 params[name] = self._real(name, method, path, pick // 2)
             elif (method, path) == ("PATCH", "/api/v1/tenants/{tenant_id}"):
                 if value in self.ids.values():
                     params[name] = self.ids["victim"]
             elif method == "DELETE" and name == "endpoint_id" and value in self.endpoints:
                 params[name] = self.spare_endpoints[0]
+        body = case.body if isinstance(case.body, dict) else None
+        if body is not None and path == "/api/v1/events":
+            for name in ("tenant_id", "uid"):
+                if isinstance(body.get(name), str) and len(body[name]) % 2 == 0:
+                    del body[name]
+        if body is not None and path.startswith("/api/v1/tenants") and "uid" in body:
+            if len(str(body["uid"])) % 2 == 0:
+                del body["uid"]
 
-    def _real(self, name: str, method: str, path: str, n: int) -> int | str:
+    def _real(self, name: str, method: str, path: str, n: int) -> str:
         if name == "tenant_id":
-            return self.ids["victim" if method == "PATCH" and path.endswith("}") else "main"]
+            victim = method == "PATCH" and path == "/api/v1/tenants/{tenant_id}"
+            return self.ids["victim" if victim else "main"]
         if name == "endpoint_id":
             pool = self.spare_endpoints if method == "DELETE" else self.endpoints
             return pool[n % len(pool)]
@@ -191,14 +203,17 @@ def _publish(client: httpx.Client, event_type: str = "user.created") -> dict:
     return response.json()
 
 
-async def _bury(settings: Settings, delivery_ids: list[int]) -> None:
+async def _bury(settings: Settings, delivery_ids: list[str]) -> None:
     """Dead-letter these deliveries, as a worker would once retries ran out (this server
     has no workers, and may not call any private address)."""
     db = Database(settings)
     try:
         async with db.write() as session:
             for delivery_id in delivery_ids:
-                delivery = await session.get(Delivery, delivery_id)
+                public_id = parse_id(Kind.DELIVERY, delivery_id)
+                delivery = await session.scalar(
+                    select(Delivery).where(Delivery.public_id == public_id)
+                )
                 assert delivery is not None
                 event = await session.get(Event, delivery.event_id)
                 assert event is not None
@@ -222,7 +237,7 @@ async def _bury(settings: Settings, delivery_ids: list[int]) -> None:
         await db.dispose()
 
 
-def _dead_letters(server: LiveServer, client: httpx.Client, count: int) -> list[int]:
+def _dead_letters(server: LiveServer, client: httpx.Client, count: int) -> list[str]:
     """``count`` dead-letter entries of the client's tenant (which has one endpoint)."""
     delivery_ids = [_publish(client, "order.failed")["deliveries"][0]["id"] for _ in range(count)]
     asyncio.run(_bury(server.settings, delivery_ids))

@@ -10,8 +10,9 @@ import pytest
 
 from tests.api_errors import assert_error
 from tests.conftest import create_tenant
-from tests.fixtures.db import TestDatabase, run_sql
+from tests.fixtures.db import TestDatabase, row_id, run_sql
 from tests.fixtures.server import ADMIN_KEY, LiveServer, make_settings
+from webhookd.models import Tenant
 
 TTL = 1.0
 TENANTS = "/api/v1/tenants"
@@ -77,7 +78,8 @@ def test_a_deleted_tenants_key_is_refused(two_servers) -> None:
         tenant = create_tenant(here, admin)
         keep = create_tenant(here, admin)
     assert _publish(tenant.client, "before-delete").status_code == 202  # key cached
-    run_sql(here.settings, "DELETE FROM tenants WHERE id = :id", id=tenant.id)
+    row = row_id(here.settings, Tenant, tenant.id)
+    run_sql(here.settings, "DELETE FROM tenants WHERE id = :id", id=row)
     # Still cached: the publish itself finds the tenant gone (401, never a 500), and the
     # other tenants publishing at the same time are not affected.
     assert_error(_publish(tenant.client, "after-delete"), 401, "unauthorized")

@@ -11,8 +11,9 @@ from standardwebhooks import Webhook
 
 from tests.api_errors import assert_error
 from tests.conftest import create_tenant
-from tests.fixtures.db import run_sql
+from tests.fixtures.db import row_id, run_sql
 from tests.fixtures.server import ENCRYPTION_KEY, LiveServer, running_server
+from webhookd.models import Tenant
 from webhookd.security import SecretBox
 from webhookd.verify import WebhookVerificationError, verify_standard, verify_x_webhook_signature
 
@@ -23,7 +24,7 @@ def test_a_database_dump_holds_neither_keys_nor_secrets(server, tenant) -> None:
     (row,) = run_sql(
         server.settings,
         "SELECT api_key_hash, secret_encrypted FROM tenants WHERE id = :id",
-        id=tenant.id,
+        id=row_id(server.settings, Tenant, tenant.id),
     )
     key_hash, encrypted = row
     dump = " ".join(str(v) for r in run_sql(server.settings, "SELECT * FROM tenants") for v in r)

@@ -6,16 +6,17 @@ connection, and the delivery-time check is aimed at the receiver on 127.0.0.1.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import TenantCtx, create_tenant
-from tests.fixtures.db import run_sql
+from tests.fixtures.db import insert_row, row_id
 from tests.fixtures.delivery import wait_deliveries
 from tests.fixtures.server import ADMIN_KEY, LiveServer, running_server
+from webhookd.ids import Kind, format_id
+from webhookd.models import Endpoint, Tenant
 
 PRIVATE_URLS = [
     "http://127.0.0.1/",
@@ -66,23 +67,13 @@ def test_private_url_refused_at_creation(tenant, url) -> None:
     assert endpoint_urls(tenant) == []
 
 
-def insert_endpoint(server: LiveServer, tenant_id: int, url: str) -> int:
+def insert_endpoint(server: LiveServer, tenant_id: str, url: str) -> str:
     """Store an endpoint row directly, as if its URL had been public when it was created."""
-    now = dt.datetime.now(dt.UTC)
-    if not server.settings.database_url.startswith("postgresql"):
-        now = now.replace(tzinfo=None)  # SQLite keeps naive UTC
-    rows = run_sql(
-        server.settings,
-        "INSERT INTO endpoints (tenant_id, url, event_types, is_active, description,"
-        " created_at, updated_at) VALUES (:tenant_id, :url, '[]', true, NULL, :now, :now)"
-        " RETURNING id",
-        tenant_id=tenant_id,
-        url=url,
-        now=now
-        if server.settings.database_url.startswith("postgresql")
-        else now.replace(tzinfo=None),
+    tenant_row = row_id(server.settings, Tenant, tenant_id)
+    _, public_id = insert_row(
+        server.settings, Endpoint, tenant_id=tenant_row, url=url, event_types=[], is_active=True
     )
-    return int(rows[0][0])
+    return format_id(Kind.ENDPOINT, public_id)
 
 
 def test_private_url_refused_on_update(server, tenant, receiver) -> None:

@@ -10,6 +10,7 @@ import re
 import sqlite3
 import statistics
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -171,8 +172,8 @@ PROBE = "a_probe"
 
 
 _PROBE_DELIVERY = (
-    "SELECT d.queue_key, d.next_attempt_at, d.created_at FROM deliveries d"
-    " JOIN events e ON e.id = d.event_id WHERE e.event_id = ?"
+    "SELECT d.tenant_id, d.endpoint_id, d.queue_key, d.next_attempt_at, d.created_at"
+    " FROM deliveries d JOIN events e ON e.id = d.event_id WHERE e.event_id = ?"
 )
 
 
@@ -185,23 +186,37 @@ def _preload(db: Path, tenant: Tenant, flood: int) -> float:
     Checked against the probe's rows afterwards."""
     start = time.monotonic()
     payload = orjson.dumps({"pad": PAYLOAD}).decode()
-    (endpoint_id,) = tenant.endpoints
     conn = sqlite3.connect(db, timeout=30)
     try:
         with conn:
             first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM events").fetchone()[0]
-            key, due, now = conn.execute(_PROBE_DELIVERY, (PROBE,)).fetchone()
+            # The row ids of A and of its endpoint, as the probe's delivery holds them.
+            tenant_row, endpoint_row, key, due, now = conn.execute(
+                _PROBE_DELIVERY, (PROBE,)
+            ).fetchone()
             conn.executemany(
-                "INSERT INTO events (id, tenant_id, event_id, event_type, payload, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                ((first + n, tenant.id, f"a_{n}", EVENT_TYPE, payload, now) for n in range(flood)),
+                "INSERT INTO events (id, public_id, tenant_id, event_id, event_type, payload,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (first + n, uuid.uuid4().hex, tenant_row, f"a_{n}", EVENT_TYPE, payload, now)
+                    for n in range(flood)
+                ),
             )
             conn.executemany(
-                "INSERT INTO deliveries (tenant_id, event_id, endpoint_id, status, attempt_count,"
-                " cycle, next_attempt_at, queue_key, created_at, updated_at)"
-                " VALUES (?, ?, ?, 'pending', 0, 1, ?, ?, ?, ?)",
+                "INSERT INTO deliveries (public_id, tenant_id, event_id, endpoint_id, status,"
+                " attempt_count, cycle, next_attempt_at, queue_key, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, 'pending', 0, 1, ?, ?, ?, ?)",
                 (
-                    (tenant.id, first + n, endpoint_id, due, key + (n + 1) * COST_US, now, now)
+                    (
+                        uuid.uuid4().hex,
+                        tenant_row,
+                        first + n,
+                        endpoint_row,
+                        due,
+                        key + (n + 1) * COST_US,
+                        now,
+                        now,
+                    )
                     for n in range(flood)
                 ),
             )
@@ -219,13 +234,13 @@ def _shape(value: object) -> str:
 
 def _check_like_api(conn: sqlite3.Connection) -> None:
     """Every column of a preloaded row has the storage type and form of the probe's row
-    (ids and the event_id itself aside)."""
+    (ids, public ids and the event_id itself aside)."""
     for table, rows_of in (("events", "t"), ("deliveries", "t JOIN events e ON e.id = t.event_id")):
         key = "t.event_id" if table == "events" else "e.event_id"
         columns = [
             r[1]
             for r in conn.execute(f"PRAGMA table_info({table})")
-            if r[1] not in ("id", "event_id")
+            if r[1] not in ("id", "public_id", "event_id")
         ]
         sql = (
             f"SELECT {', '.join(f't.{c}' for c in columns)} FROM {table} {rows_of} WHERE {key} = ?"

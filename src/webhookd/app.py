@@ -7,15 +7,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
 
 from webhookd import __version__
 from webhookd.api.bodylimit import BodyLimitMiddleware
 from webhookd.api.deps import AppConfig
 from webhookd.api.errors import install_error_handlers
+from webhookd.api.operations import STATIC, docs_router
 from webhookd.api.operations import router as operations_router
 from webhookd.api.paths import EncodedSlashGuard
 from webhookd.api.server import LIMITS_KEY, HttpLimits
 from webhookd.config import Settings
+from webhookd.delivery.routes import deliveries_router
 from webhookd.delivery.routes import router as dlq_router
 from webhookd.endpoint.routes import router as endpoint_router
 from webhookd.event.ingest import IngestFastPath
@@ -59,12 +62,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from the package's own files (api/operations.py)
+        redoc_url=None,
     )
+    app.mount(STATIC, StaticFiles(packages=[("webhookd.api", "static/swagger")]), name="static")
     app.state.config = config
     app.add_middleware(BodyLimitMiddleware, max_body_size=settings.max_payload_bytes)
     app.add_middleware(IngestFastPath, max_body_size=settings.max_payload_bytes)
     app.add_middleware(EncodedSlashGuard)
     install_error_handlers(app)
-    for router in (tenant_router, endpoint_router, event_router, dlq_router, operations_router):
+    routers = (
+        tenant_router,
+        endpoint_router,
+        event_router,
+        deliveries_router,
+        dlq_router,
+        operations_router,
+        docs_router,
+    )
+    for router in routers:
         app.include_router(router)
     return app

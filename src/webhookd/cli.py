@@ -1,4 +1,7 @@
-"""Command line: ``webhookd serve``, ``webhookd migrate``."""
+"""Command line: ``webhookd serve``, ``worker``, ``migrate``, ``demo``, ``receiver``.
+
+Each command checks what it needs before it starts anything (webhookd/startup.py) and
+answers a problem with one line on stderr and a non-zero exit status."""
 
 from __future__ import annotations
 
@@ -9,7 +12,15 @@ import typer
 import uvicorn
 
 from webhookd import __version__
-from webhookd.config import Settings
+from webhookd.startup import (
+    StartupError,
+    check_broker,
+    check_database,
+    check_port_free,
+    free_port_from,
+    load_settings,
+    operator_errors,
+)
 
 app = typer.Typer(help="webhookd: multi-tenant webhook delivery.", no_args_is_help=True)
 
@@ -19,7 +30,10 @@ def migrate(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply the database migrations (WEBHOOKD_DATABASE_URL)."""
     from webhookd.migrate import upgrade
 
-    upgrade(Settings(), revision)
+    with operator_errors():
+        settings = load_settings()
+        check_database(settings)
+        upgrade(settings, revision)
     typer.echo(f"database migrated to {revision}")
 
 
@@ -45,23 +59,25 @@ def serve(
     from webhookd.migrate import upgrade
     from webhookd.security import resolve_admin_key, resolve_server_secrets
 
-    settings = Settings()
-    if workers > 1 and (settings.is_sqlite or not settings.redis_url):
-        # SQLite has one writer; in-memory token buckets per process would multiply limits.
-        raise typer.BadParameter(
-            "--workers > 1 needs PostgreSQL and WEBHOOKD_REDIS_URL", param_hint="--workers"
-        )
-    if migrate_first:
-        upgrade(settings)
-    admin_key, source = resolve_admin_key(settings)
-    secrets_source = resolve_server_secrets(settings).source
+    with operator_errors():
+        settings = load_settings()
+        if workers > 1 and (settings.is_sqlite or not settings.redis_url):
+            # SQLite has one writer; in-memory token buckets per process would multiply limits.
+            raise StartupError("--workers > 1 needs PostgreSQL and WEBHOOKD_REDIS_URL", code=2)
+        check_port_free(host, port)
+        check_database(settings)
+        if migrate_first:
+            upgrade(settings)
+        admin_key, source = resolve_admin_key(settings)
+        secrets_source = resolve_server_secrets(settings).source
+        app_or_factory = "webhookd.app:create_app" if workers > 1 else create_app(settings)
     if source == "WEBHOOKD_ADMIN_KEY":  # the operator knows it; keep it out of log collectors
         admin_key = admin_key[:8] + "…"
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host  # noqa: S104
     typer.echo(
         f"webhookd {__version__}\n"
         f"  API       http://{shown}:{port}  (OpenAPI docs: http://{shown}:{port}/docs)\n"
-        f"  database  {settings.database_url}\n"
+        f"  database  {settings.database_shown}\n"
         f"  admin key {admin_key}  (from {source})\n"
         f"  encryption key and API key pepper from {secrets_source}\n"
         f"  private targets {'ALLOWED' if settings.allow_private_targets else 'refused'}"
@@ -71,7 +87,7 @@ def serve(
     )
     uvicorn.run(
         # Several processes each build their app from the same environment.
-        "webhookd.app:create_app" if workers > 1 else create_app(settings),
+        app_or_factory,
         factory=workers > 1,
         workers=workers,
         host=host,
@@ -88,13 +104,22 @@ def worker(
     ] = None,
 ) -> None:
     """Run a distributed delivery worker (Celery on WEBHOOKD_BROKER_URL / CELERY_BROKER_URL)."""
-    settings = Settings()
-    if not settings.broker_url:
-        raise typer.BadParameter("set WEBHOOKD_BROKER_URL (or CELERY_BROKER_URL) to run workers")
     from webhookd.security import resolve_server_secrets
     from webhookd.worker import create_worker_app
 
-    resolve_server_secrets(settings)  # production without its secrets stops here, clearly
+    with operator_errors():
+        settings = load_settings()
+        if not settings.broker_url:
+            raise StartupError("set WEBHOOKD_BROKER_URL (or CELERY_BROKER_URL) to run workers", 2)
+        resolve_server_secrets(settings)  # production without its secrets stops here
+        check_database(settings)
+        check_broker(settings)
+        if settings.metrics_port:
+            if settings.metrics_port_fallback:
+                port = free_port_from(settings.metrics_host, settings.metrics_port)
+                settings = settings.model_copy(update={"metrics_port": port})
+            else:
+                check_port_free(settings.metrics_host, settings.metrics_port, "metrics port")
     argv = [
         "worker",
         f"--loglevel={settings.log_level}",
@@ -105,6 +130,33 @@ def worker(
     if concurrency:
         argv.append(f"--concurrency={concurrency}")
     create_worker_app(settings).worker_main(argv)
+
+
+@app.command()
+def demo(
+    url: Annotated[
+        str | None, typer.Option(help="A running webhookd (default: http://127.0.0.1:8000)")
+    ] = None,
+    admin_key: Annotated[
+        str | None, typer.Option(help="Its admin key (default: WEBHOOKD_ADMIN_KEY or the dev file)")
+    ] = None,
+) -> None:
+    """Send a first signed webhook to a local listener and verify it, then show the curl
+    commands that do the same. Uses a running webhookd, or starts one of its own."""
+    import asyncio
+
+    from webhookd.demo import DemoError, run_demo
+    from webhookd.security import admin_key_path
+
+    with operator_errors():
+        settings = load_settings()
+        key = admin_key or settings.admin_key
+        if key is None and admin_key_path(settings).exists():
+            key = admin_key_path(settings).read_text().strip()
+        try:
+            typer.echo(asyncio.run(run_demo(url, key)))
+        except DemoError as exc:
+            raise StartupError(str(exc)) from None
 
 
 @app.command()

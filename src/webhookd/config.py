@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +20,11 @@ def async_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+asyncpg:" + url[len(prefix) :]
     return url
+
+
+def mask_password(url: str) -> str:
+    """``scheme://user:***@host/...``: the URL without its password."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 class Settings(BaseSettings):
@@ -37,6 +43,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("WEBHOOKD_BROKER_URL", "CELERY_BROKER_URL", "broker_url"),
     )
     admin_key: str | None = None
+    # Development only: where a generated admin key and server secrets are kept for a
+    # PostgreSQL database (for SQLite they sit beside the database file).
+    state_dir: Path = Path("~/.local/state/webhookd")
     encryption_key: str | None = None  # Fernet key(s), comma-separated: the first encrypts
     api_key_pepper: str | None = None
     auth_failures_per_minute: int = Field(default=30, ge=1)
@@ -93,6 +102,8 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9101, ge=0, le=65535)
     # Interface of a worker's metrics port (the compose file sets 0.0.0.0).
     metrics_host: str = "127.0.0.1"
+    # A worker whose metrics port is taken takes the next free one (true) or stops (false).
+    metrics_port_fallback: bool = False
     db_pool_size: int = Field(default=20, ge=1, le=500)
 
     log_level: str = "INFO"
@@ -107,7 +118,14 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
-        return async_database_url(value)
+        url = async_database_url(value)
+        if not url.startswith(("sqlite+aiosqlite:", "postgresql+asyncpg:")):
+            scheme = value.split(":", 1)[0] if ":" in value else value
+            raise ValueError(
+                f"unsupported database {scheme!r}: use sqlite:///path/to/file.db "
+                "or postgresql://user:password@host:5432/database"
+            )
+        return url
 
     @field_validator("allowed_networks", "trusted_proxies")
     @classmethod
@@ -124,6 +142,11 @@ class Settings(BaseSettings):
     @property
     def trusted_proxy_list(self) -> list[str]:
         return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+
+    @property
+    def database_shown(self) -> str:
+        """The database URL without its password (for banners and messages)."""
+        return mask_password(self.database_url)
 
     @property
     def is_sqlite(self) -> bool:

@@ -97,47 +97,48 @@ def configure(*, tenant_label: str, max_tenants: int, max_event_types: int) -> N
         cache.clear()
 
 
-def tenant_label(tenant_id: int) -> str:
-    """A tenant's id, ``other`` past the budget, or ``all`` when per-tenant series are off."""
-    return _tenants(str(tenant_id)) if _per_tenant else "all"
+def tenant_label(tenant: str) -> str:
+    """A tenant's id (``tnt_…``), ``other`` past the budget, or ``all`` when per-tenant
+    series are off."""
+    return _tenants(tenant) if _per_tenant else "all"
 
 
 # Child lookups (``.labels(...)``) cost more than the increment: the hot paths keep them
 # (caches only: the label budgets above bound the series).
-_published_children: dict[tuple[int, str], Any] = {}
-_tenant_children: dict[tuple[Any, int], Any] = {}
-_attempt_children: dict[int, tuple[Any, Any]] = {}
+_published_children: dict[tuple[str, str], Any] = {}
+_tenant_children: dict[tuple[Any, str], Any] = {}
+_attempt_children: dict[str, tuple[Any, Any]] = {}
 _MAX_CHILDREN = 10_000
 
 
-def _child(metric: Any, tenant_id: int) -> Any:
-    child = _tenant_children.get((metric, tenant_id))
+def _child(metric: Any, tenant: str) -> Any:
+    child = _tenant_children.get((metric, tenant))
     if child is None:
         if len(_tenant_children) >= _MAX_CHILDREN:
             _tenant_children.clear()
-        child = metric.labels(tenant=tenant_label(tenant_id))
-        _tenant_children[(metric, tenant_id)] = child
+        child = metric.labels(tenant=tenant_label(tenant))
+        _tenant_children[(metric, tenant)] = child
     return child
 
 
-def event_published(tenant_id: int, event_type: str) -> None:
-    child = _published_children.get((tenant_id, event_type))
+def event_published(tenant: str, event_type: str) -> None:
+    child = _published_children.get((tenant, event_type))
     if child is None:
         if len(_published_children) >= _MAX_CHILDREN:
             _published_children.clear()
         child = EVENTS_PUBLISHED.labels(
-            tenant=tenant_label(tenant_id), event_type=_event_types(event_type)
+            tenant=tenant_label(tenant), event_type=_event_types(event_type)
         )
-        _published_children[(tenant_id, event_type)] = child
+        _published_children[(tenant, event_type)] = child
     child.inc()
 
 
-def rate_limit_hit(tenant_id: int) -> None:
-    _child(RATE_LIMIT_HITS, tenant_id).inc()
+def rate_limit_hit(tenant: str) -> None:
+    _child(RATE_LIMIT_HITS, tenant).inc()
 
 
-def dead_lettered(tenant_id: int) -> None:
-    _child(DEAD_LETTERED, tenant_id).inc()
+def dead_lettered(tenant: str) -> None:
+    _child(DEAD_LETTERED, tenant).inc()
 
 
 @functools.cache
@@ -145,21 +146,19 @@ def _attempt_number(number: int) -> Any:
     return DELIVERY_ATTEMPTS.labels(attempt=str(number))
 
 
-def attempt_finished(
-    tenant_id: int, attempt_number: int, seconds: float, failure: str | None
-) -> None:
+def attempt_finished(tenant: str, attempt_number: int, seconds: float, failure: str | None) -> None:
     """One delivery attempt: its duration, its number, and success or the failure's kind."""
-    children = _attempt_children.get(tenant_id)
+    children = _attempt_children.get(tenant)
     if children is None:
         if len(_attempt_children) >= _MAX_CHILDREN:
             _attempt_children.clear()
-        tenant = tenant_label(tenant_id)
-        children = (DELIVERY_DURATION.labels(tenant=tenant), DELIVERY_SUCCESS.labels(tenant=tenant))
-        _attempt_children[tenant_id] = children
+        label = tenant_label(tenant)
+        children = (DELIVERY_DURATION.labels(tenant=label), DELIVERY_SUCCESS.labels(tenant=label))
+        _attempt_children[tenant] = children
     duration, success = children
     duration.observe(seconds)
     _attempt_number(attempt_number).inc()
     if failure is None:
         success.inc()
     else:
-        DELIVERY_FAILURE.labels(tenant=tenant_label(tenant_id), reason=failure).inc()
+        DELIVERY_FAILURE.labels(tenant=tenant_label(tenant), reason=failure).inc()

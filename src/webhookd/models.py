@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import uuid
 from typing import Any
 
 from sqlalchemy import (
@@ -16,33 +17,47 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    Uuid,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from webhookd.db import Base, UTCDateTime, utcnow
+from webhookd.ids import new_id
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
 BigID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class DeliveryStatus(enum.StrEnum):
-    """Where a delivery stands: `pending` (waiting for its first attempt), `delivering` (an
-    attempt is under way), `succeeded` (the endpoint answered 2xx), `failed` (the last attempt
-    failed and the next one is scheduled at `next_attempt_at`), `dead` (every attempt failed;
-    it is in the dead-letter queue)."""
+    """Where a delivery stands: `pending`: waiting for its first attempt, due now.
+    `delivering`: an attempt is under way. `succeeded`: the endpoint answered 2xx.
+    `retrying`: the last attempt failed and the next one is scheduled at `next_attempt_at`.
+    `dead`: every attempt failed; the delivery is in the dead-letter queue."""
 
     PENDING = "pending"
     DELIVERING = "delivering"
     SUCCEEDED = "succeeded"
-    FAILED = "failed"  # failed attempt, a retry is scheduled
+    RETRYING = "retrying"  # failed attempt, the next one is scheduled
     DEAD = "dead"  # retries exhausted, parked in the dead-letter queue
+
+
+FAILING = "status IN ('retrying', 'dead')"  # the predicate of ix_deliveries_failing
+
+
+def PublicId() -> Mapped[uuid.UUID]:  # noqa: N802 - a column, spelled like one
+    """The row's public id (webhookd/ids.py): a ULID, unique, set when the row is created."""
+    return mapped_column(Uuid(), unique=True, default=new_id)
 
 
 class Tenant(Base):
     __tablename__ = "tenants"
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    public_id: Mapped[uuid.UUID] = PublicId()
+    # The adopter's own id for this tenant (e.g. its customer id), usable wherever a tenant
+    # id is; unique per deployment.
+    uid: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320))
     rate_limit: Mapped[int] = mapped_column(Integer)
@@ -62,6 +77,7 @@ class Endpoint(Base):
     __tablename__ = "endpoints"
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    public_id: Mapped[uuid.UUID] = PublicId()
     tenant_id: Mapped[int] = mapped_column(
         BigID, ForeignKey("tenants.id", ondelete="CASCADE"), index=True
     )
@@ -78,6 +94,7 @@ class Event(Base):
     __table_args__ = (UniqueConstraint("tenant_id", "event_id"),)
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    public_id: Mapped[uuid.UUID] = PublicId()
     tenant_id: Mapped[int] = mapped_column(BigID, ForeignKey("tenants.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(255))
     event_type: Mapped[str] = mapped_column(String(255))
@@ -107,14 +124,25 @@ class Delivery(Base):
             postgresql_where=text("next_attempt_at IS NOT NULL"),
         ),
         Index("ix_deliveries_event_id", "event_id"),
+        # Listings, newest first: an endpoint's deliveries; and a tenant's failing ones
+        # ("what is failing right now"), in an index that only failing rows enter, so the
+        # deliveries that succeed at once never touch it.
+        Index("ix_deliveries_endpoint_id_id", "endpoint_id", "id"),
+        Index(
+            "ix_deliveries_failing",
+            "tenant_id",
+            "status",
+            "id",
+            sqlite_where=text(FAILING),
+            postgresql_where=text(FAILING),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    public_id: Mapped[uuid.UUID] = PublicId()
     tenant_id: Mapped[int] = mapped_column(BigID, ForeignKey("tenants.id", ondelete="CASCADE"))
     event_id: Mapped[int] = mapped_column(BigID, ForeignKey("events.id", ondelete="CASCADE"))
-    endpoint_id: Mapped[int] = mapped_column(
-        BigID, ForeignKey("endpoints.id", ondelete="CASCADE"), index=True
-    )
+    endpoint_id: Mapped[int] = mapped_column(BigID, ForeignKey("endpoints.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     cycle: Mapped[int] = mapped_column(Integer, default=1)
@@ -153,6 +181,7 @@ class DeadLetter(Base):
     __table_args__ = (Index("ix_dead_letters_tenant_id_resolved", "tenant_id", "resolved"),)
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    public_id: Mapped[uuid.UUID] = PublicId()
     tenant_id: Mapped[int] = mapped_column(BigID, ForeignKey("tenants.id", ondelete="CASCADE"))
     delivery_id: Mapped[int] = mapped_column(
         BigID, ForeignKey("deliveries.id", ondelete="CASCADE"), index=True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterable
@@ -10,7 +11,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from webhookd.errors import Unprocessable
+from webhookd.errors import Unprocessable, field_error
 
 T = TypeVar("T")
 
@@ -39,15 +40,56 @@ EventType = Annotated[
 # Row ids are 64-bit. A bigger number from a client is refused (422) before it reaches the
 # database, where SQLite would raise OverflowError (a 500).
 MAX_ID = 2**63 - 1
-IdPath = Annotated[int, Path(ge=0, le=MAX_ID)]
-IdQuery = Annotated[int | None, Query(ge=0, le=MAX_ID)]
+
+# A public id in a path or a query (webhookd/ids.py): the lookup answers 404 for anything
+# that is not one of the caller's objects, so only the shape is checked here.
+PublicIdPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=255,
+        pattern=NO_NUL_PATTERN,
+        examples=["ep_01JEKX6V4W8S8N0C7W0R6FQ2ZB"],
+    ),
+]
 
 
 class Page(BaseModel, Generic[T]):
-    """One page of a list; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    """One page of a list, newest first; pass ``next_cursor`` back as ``cursor`` for the
+    next page (null: this is the last one)."""
 
     items: list[T]
-    next_cursor: int | None = None
+    next_cursor: str | None = Field(
+        default=None, description="Opaque: pass it back as it is", examples=["c1.AAAAAAAAAGQ"]
+    )
+
+
+# Pagination cursors are opaque to clients: a version tag and the last row's position.
+_CURSOR = re.compile(r"^c1\.([A-Za-z0-9_-]{11})$")
+
+
+def encode_cursor(position: int) -> str:
+    return "c1." + base64.urlsafe_b64encode(position.to_bytes(8, "big")).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    """The position of a cursor given back by the client; 422 if it is not one of ours."""
+    if cursor is None:
+        return None
+    match = _CURSOR.match(cursor)
+    if match is None:
+        raise field_error("cursor", "not a cursor this API gave out", location="query")
+    return int.from_bytes(base64.urlsafe_b64decode(match.group(1) + "="), "big")
+
+
+def next_cursor(positions: list[int], limit: int) -> str | None:
+    """The cursor after a page whose rows have these positions (None: the last page)."""
+    return encode_cursor(positions[-1]) if len(positions) == limit and positions else None
+
+
+CursorQuery = Annotated[
+    str | None, Query(max_length=64, description="`next_cursor` of the previous page")
+]
 
 
 class ReadModel(BaseModel):

@@ -16,11 +16,13 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.fernet import Fernet, MultiFernet
+from sqlalchemy.engine import make_url
 
 from webhookd.config import Settings
 
@@ -47,10 +49,19 @@ def keys_equal(given: str, expected: str) -> bool:
 
 
 def _beside_database(settings: Settings, suffix: str) -> Path:
+    """Where development keeps a generated secret: beside a SQLite database file; for
+    PostgreSQL (or an in-memory SQLite) in ``WEBHOOKD_STATE_DIR``
+    (``~/.local/state/webhookd``), named after the database, so that every process of one
+    deployment finds the same file whatever its working directory."""
     db_path = settings.sqlite_path()
-    directory = db_path.parent if db_path else Path.cwd()
-    stem = db_path.name if db_path else "webhookd"
-    return directory / (stem + suffix)
+    if db_path is not None:
+        return db_path.parent / (db_path.name + suffix)
+    directory = settings.state_dir.expanduser()
+    if settings.is_sqlite:
+        return directory / ("memory" + suffix)
+    url = make_url(settings.database_url)
+    name = f"{url.host or 'localhost'}-{url.port or 5432}-{url.database or 'postgres'}"
+    return directory / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + suffix)
 
 
 def admin_key_path(settings: Settings) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 
 import pytest
 
@@ -11,8 +12,8 @@ from webhookd.config import Settings
 from webhookd.db import Database
 from webhookd.tenant.keycache import ApiKeyCache, AuthTenant
 
-ALICE = AuthTenant(id=1, rate_limit=100)
-BOB = AuthTenant(id=2, rate_limit=50)
+ALICE = AuthTenant(id=1, rate_limit=100, public_id=uuid.UUID(int=1))
+BOB = AuthTenant(id=2, rate_limit=50, public_id=uuid.UUID(int=2))
 
 
 class Clock:

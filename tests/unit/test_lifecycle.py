@@ -57,11 +57,11 @@ def outcome(attempt: int, *, status: int | None, retry_after: float | None = Non
     [
         (1, 200, None, DeliveryStatus.SUCCEEDED, None),
         (4, 204, None, DeliveryStatus.SUCCEEDED, None),  # the last attempt may succeed
-        (1, 500, None, DeliveryStatus.FAILED, 1.0),
-        (3, None, None, DeliveryStatus.FAILED, 4.0),  # a timeout is a failure
-        (2, 429, 10.0, DeliveryStatus.FAILED, 10.0),  # Retry-After lengthens the wait
-        (2, 503, 999.0, DeliveryStatus.FAILED, 30.0),  # ...up to the policy's cap
-        (1, 302, None, DeliveryStatus.FAILED, 1.0),  # a redirect is a failure
+        (1, 500, None, DeliveryStatus.RETRYING, 1.0),
+        (3, None, None, DeliveryStatus.RETRYING, 4.0),  # a timeout is a failure
+        (2, 429, 10.0, DeliveryStatus.RETRYING, 10.0),  # Retry-After lengthens the wait
+        (2, 503, 999.0, DeliveryStatus.RETRYING, 30.0),  # ...up to the policy's cap
+        (1, 302, None, DeliveryStatus.RETRYING, 1.0),  # a redirect is a failure
         (4, 500, None, DeliveryStatus.DEAD, None),  # no attempts left
         (4, 429, 5.0, DeliveryStatus.DEAD, None),
     ],
@@ -84,7 +84,7 @@ def test_after_attempt(
     if expected == DeliveryStatus.SUCCEEDED:
         assert v["next_attempt_at"] is None and v["delivered_at"] == NOW
         assert v["last_error"] is None and v["queue_key"] == KEY
-    elif expected == DeliveryStatus.FAILED:
+    elif expected == DeliveryStatus.RETRYING:
         due = NOW + dt.timedelta(seconds=retry_in or 0)
         assert v["next_attempt_at"] == due and v["queue_key"] == to_key(due)
         assert v["delivered_at"] is None and v["last_error"] == result.summary

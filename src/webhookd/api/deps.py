@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Path, Request
 from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,8 +15,9 @@ from webhookd.config import Settings
 from webhookd.delivery.service import DeliveryService
 from webhookd.errors import AppError, NotFound, Unauthorized
 from webhookd.runtime import Runtime
+from webhookd.schemas import NO_NUL_PATTERN
 from webhookd.security import ServerSecrets, hash_api_key, keys_equal
-from webhookd.tenant.keycache import ApiKeyCache, AuthTenant
+from webhookd.tenant.keycache import REF_PREFIX, ApiKeyCache, AuthTenant
 
 api_key_header = APIKeyHeader(
     name="X-API-Key",
@@ -151,12 +152,11 @@ async def require_tenant(
 class Principal:
     """Who is calling a tenant-scoped route: the operator (admin key) or one tenant."""
 
-    tenant_id: int | None  # None for the admin
+    tenant: AuthTenant | None  # None for the admin
 
-    def check_tenant(self, tenant_id: int) -> None:
-        """Another tenant's id looks exactly like a missing one: 404, never 403."""
-        if self.tenant_id is not None and self.tenant_id != tenant_id:
-            raise NotFound(f"tenant {tenant_id} not found")
+    @property
+    def is_admin(self) -> bool:
+        return self.tenant is None
 
 
 async def require_principal(
@@ -166,11 +166,54 @@ async def require_principal(
 ) -> Principal:
     if admin_key:
         await require_admin(request, admin_key)
-        return Principal(tenant_id=None)
-    tenant = await require_tenant(request, api_key)
-    return Principal(tenant_id=tenant.id)
+        return Principal(tenant=None)
+    return Principal(tenant=await require_tenant(request, api_key))
 
 
 AdminDep = Annotated[None, Depends(require_admin)]
 TenantDep = Annotated[AuthTenant, Depends(require_tenant)]
 PrincipalDep = Annotated[Principal, Depends(require_principal)]
+
+
+async def tenant_named(runtime: Runtime, ref: str) -> AuthTenant:
+    """The tenant an operator's request names by id or uid (404 if none), from the cache
+    of recently named tenants, else the database."""
+    key = REF_PREFIX + ref
+    tenant = runtime.key_cache.get(key) or await runtime.key_cache.load(key)
+    if tenant is None:
+        raise NotFound(f"tenant {ref!r} not found")
+    return tenant
+
+
+TenantPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=255,
+        pattern=NO_NUL_PATTERN,
+        description="The tenant's id (`tnt_…`) or its uid",
+    ),
+]
+
+
+async def path_tenant(
+    tenant_id: TenantPath, principal: PrincipalDep, runtime: RuntimeDep
+) -> AuthTenant:
+    """The tenant of a ``/tenants/{tenant_id}/…`` path: the caller's own (a tenant key), or
+    any (the admin key). Another tenant's id looks exactly like a missing one: 404."""
+    if principal.tenant is not None:
+        if not principal.tenant.is_named_by(tenant_id):
+            raise NotFound(f"tenant {tenant_id!r} not found")
+        return principal.tenant
+    return await tenant_named(runtime, tenant_id)
+
+
+PathTenantDep = Annotated[AuthTenant, Depends(path_tenant)]
+
+
+async def admin_path_tenant(tenant_id: TenantPath, _: AdminDep, runtime: RuntimeDep) -> AuthTenant:
+    """The tenant of a ``/tenants/{tenant_id}`` path that only the operator may change."""
+    return await tenant_named(runtime, tenant_id)
+
+
+AdminPathTenantDep = Annotated[AuthTenant, Depends(admin_path_tenant)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from webhookd.api.deps import RuntimeDep
@@ -14,6 +16,22 @@ from webhookd.errors import Unauthorized
 from webhookd.security import keys_equal
 
 router = APIRouter(tags=["operations"])
+docs_router = APIRouter(include_in_schema=False)
+
+STATIC = "/static/swagger"
+
+
+@docs_router.get("/docs")
+async def docs() -> HTMLResponse:
+    """Swagger UI, from the files the package ships (no CDN: works offline)."""
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="webhookd API",
+        swagger_js_url=f"{STATIC}/swagger-ui-bundle.js",
+        swagger_css_url=f"{STATIC}/swagger-ui.css",
+        swagger_favicon_url=f"{STATIC}/favicon-32x32.png",
+        oauth2_redirect_url=None,
+    )
 
 
 @router.get("/health")

@@ -224,7 +224,7 @@ class DeliveryEngine:
         transitions = await record(self.db, self.store, self.owner, batch, self.policy)
         loop = asyncio.get_running_loop()
         for t in transitions:
-            if t.status == DeliveryStatus.FAILED:
+            if t.status == DeliveryStatus.RETRYING:
                 loop.call_later(t.retry_in or 0.0, self.wake)
 
 
@@ -238,7 +238,7 @@ async def attempt(client: aiohttp.ClientSession, job: Job, settings: Settings) -
         body_limit=settings.response_body_limit,
     )
     metrics.attempt_finished(
-        job.tenant_id,
+        job.tenant_ref,
         job.attempt_number,
         outcome.duration_ms / 1000,
         None if outcome.succeeded else outcome.error_kind or "",
@@ -257,21 +257,21 @@ async def record(
     for t in transitions:
         job = t.outcome.job
         context = {
-            "delivery_id": job.delivery_id,
+            "delivery_id": job.message_id,
             "event_id": job.event_id,
-            "tenant_id": job.tenant_id,
-            "endpoint_id": job.endpoint_id,
+            "tenant_id": job.tenant_ref,
+            "endpoint_id": job.endpoint_ref,
             "attempt": job.attempt_number,
             "duration_ms": round(t.outcome.duration_ms, 1),
         }
         if t.status == DeliveryStatus.SUCCEEDED:
             log.info("delivery.succeeded", **context, status=t.outcome.response_status)
-        elif t.status == DeliveryStatus.FAILED:
+        elif t.status == DeliveryStatus.RETRYING:
             log.warning(
                 "delivery.retry_scheduled", **context, error=t.outcome.summary, retry_in=t.retry_in
             )
         else:
-            metrics.dead_lettered(job.tenant_id)
+            metrics.dead_lettered(job.tenant_ref)
             log.error("delivery.dead_lettered", **context, error=t.outcome.summary)
     return transitions
 

@@ -24,11 +24,11 @@ class Job:
     attempt_number: int  # 1-based, within the current cycle
     cycle: int
     queue_key: int = 0  # its place in the claim order (see delivery/fairness.py)
-
-    @property
-    def message_id(self) -> str:
-        """``webhook-id``: stable across every retry of this delivery."""
-        return f"dlv_{self.delivery_id}"
+    # ``webhook-id``: the delivery's public id (dlv_…), the same on every retry of it and
+    # never given to another delivery, in any database.
+    message_id: str = ""
+    tenant_ref: str = ""  # the tenant's public id (tnt_…), for logs and metrics
+    endpoint_ref: str = ""  # the endpoint's (ep_…)
 
 
 @dataclass(slots=True)

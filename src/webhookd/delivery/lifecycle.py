@@ -2,17 +2,18 @@
 row's next values. The delivery store applies them; nothing else decides a delivery's state.
 
 ```
-            publish                claim (lease)              2xx
-  (none) ──────────▶ pending ───────────────────▶ delivering ─────────▶ succeeded
-                        ▲                           │  │
-            DLQ retry   │         failure, attempts │  │ failure, attempts
-        (cycle + 1,     │         left: next_attempt│  │ exhausted
-         attempts = 0)  │         = now + backoff   ▼  ▼
-                     dead ◀──────────────────── failed ──claim──▶ delivering
-                (dead-letter entry)
+   publish     claim                       2xx
+  ────────▶ pending ─────────▶ delivering ─────────▶ succeeded
+               ▲               │  ▲     │
+               │     failure,  │  │     │ failure, no attempts left
+               │ attempts left ▼  │     ▼
+               │         retrying ┘   dead (+ dead-letter entry)
+               │      claim at next_attempt_at   │
+               └─────────────────────────────────┘
+                 DLQ retry (cycle + 1, attempts 0)
 ```
 
-Invariant: ``next_attempt_at`` is set exactly while a delivery is live (pending, failed,
+Invariant: ``next_attempt_at`` is set exactly while a delivery is live (pending, retrying,
 delivering); a claimed row's ``next_attempt_at`` is its lease expiry, so a row whose worker
 died simply falls due again.
 """
@@ -26,6 +27,7 @@ from typing import Any
 from webhookd.delivery.fairness import to_key
 from webhookd.delivery.job import Outcome
 from webhookd.delivery.policy import EndpointPolicy
+from webhookd.ids import new_id
 from webhookd.models import Delivery, DeliveryStatus
 
 ERROR_LIMIT = 1000  # characters of an error kept on the delivery and its dead letter
@@ -108,7 +110,7 @@ def after_attempt(outcome: Outcome, policy: EndpointPolicy, now: dt.datetime) ->
         status, next_at, error = DeliveryStatus.SUCCEEDED, None, None
     else:
         retry_in = policy.next_delay(job.attempt_number, retry_after=outcome.retry_after)
-        status = DeliveryStatus.DEAD if retry_in is None else DeliveryStatus.FAILED
+        status = DeliveryStatus.DEAD if retry_in is None else DeliveryStatus.RETRYING
         next_at = None if retry_in is None else now + dt.timedelta(seconds=retry_in)
         error = outcome.summary[:ERROR_LIMIT]
     values = {
@@ -162,6 +164,7 @@ def dead_letter_row(outcome: Outcome, now: dt.datetime) -> dict[str, Any]:
     """The dead-letter entry of a delivery whose last attempt failed."""
     job = outcome.job
     return {
+        "public_id": new_id(),
         "tenant_id": job.tenant_id,
         "delivery_id": job.delivery_id,
         "endpoint_id": job.endpoint_id,

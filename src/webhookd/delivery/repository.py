@@ -1,31 +1,119 @@
-"""Reads of deliveries, attempts and dead letters, each scoped to a tenant."""
+"""Reads of deliveries, attempts and dead letters, each scoped to a tenant.
+
+Rows come back with the public ids the API shows (the delivery's, its endpoint's) and the
+publisher's event_id, so that no caller needs a second query for them.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections.abc import Sequence
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd.db import cross_tenant
-from webhookd.models import Attempt, DeadLetter, Delivery, DeliveryStatus, Event
+from webhookd.delivery.schemas import DeadLetterRow, DeliveryRow
+from webhookd.models import (
+    FAILING,
+    Attempt,
+    DeadLetter,
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    Event,
+)
+
+FAILING_STATUSES = frozenset({DeliveryStatus.RETRYING, DeliveryStatus.DEAD})
 
 
-def _dead_letters(tenant_id: int) -> Select[DeadLetter, str]:
+def _deliveries(tenant_id: int) -> Select[Delivery, str, str, uuid.UUID]:
     return (
-        select(DeadLetter, Event.event_id)
+        select(Delivery, Event.event_id, Event.event_type, Endpoint.public_id)
+        .join(Event, Event.id == Delivery.event_id)
+        .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
+        .where(Delivery.tenant_id == tenant_id)
+    )
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    endpoint_id: int | None,
+    statuses: Sequence[DeliveryStatus],
+    since: dt.datetime | None,
+    limit: int,
+    before: int | None,
+) -> list[DeliveryRow]:
+    """Newest first (by row id, the position a cursor holds)."""
+    query = _deliveries(tenant_id)
+    if endpoint_id is not None:
+        query = query.where(Delivery.endpoint_id == endpoint_id)
+    if statuses:
+        query = query.where(Delivery.status.in_(list(statuses)))
+        if set(statuses) <= FAILING_STATUSES:  # ix_deliveries_failing: its very predicate
+            query = query.where(text(FAILING))
+    if since is not None:
+        query = query.where(Delivery.created_at >= since)
+    if before is not None:
+        query = query.where(Delivery.id < before)
+    rows = await session.execute(query.order_by(Delivery.id.desc()).limit(limit))
+    return [(d, e, t, p) for d, e, t, p in rows]
+
+
+async def deliveries_of_event(
+    session: AsyncSession, *, tenant_id: int, event_pk: int
+) -> list[tuple[DeliveryRow, list[Attempt]]]:
+    """The event's deliveries in id order, each with its attempts in order."""
+    query = _deliveries(tenant_id).where(Delivery.event_id == event_pk).order_by(Delivery.id)
+    deliveries = [(d, e, t, p) for d, e, t, p in await session.execute(query)]
+    attempts: dict[int, list[Attempt]] = {row[0].id: [] for row in deliveries}
+    if deliveries:
+        found = await session.execute(
+            select(Attempt)
+            .where(Attempt.delivery_id.in_(attempts))
+            .order_by(Attempt.delivery_id, Attempt.id)
+        )
+        for attempt in found.scalars():
+            attempts[attempt.delivery_id].append(attempt)
+    return [(row, attempts[row[0].id]) for row in deliveries]
+
+
+async def delivery_states(
+    session: AsyncSession, *, tenant_id: int, event_pk: int
+) -> list[tuple[uuid.UUID, uuid.UUID, DeliveryStatus]]:
+    """(public id, endpoint's public id, status) of each delivery of the event, in id order."""
+    rows = await session.execute(
+        select(Delivery.public_id, Endpoint.public_id, Delivery.status)
+        .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
+        .where(Delivery.tenant_id == tenant_id, Delivery.event_id == event_pk)
+        .order_by(Delivery.id)
+    )
+    return [(d, e, DeliveryStatus(s)) for d, e, s in rows]
+
+
+def _dead_letters(tenant_id: int) -> DeadLetterQuery:
+    return (
+        select(DeadLetter, Event.event_id, Delivery.public_id, Endpoint.public_id)
         .join(Event, Event.id == DeadLetter.event_id)
+        .join(Delivery, Delivery.id == DeadLetter.delivery_id)
+        .join(Endpoint, Endpoint.id == DeadLetter.endpoint_id)
         .where(DeadLetter.tenant_id == tenant_id)
     )
 
 
+DeadLetterQuery = Select[DeadLetter, str, uuid.UUID, uuid.UUID]
+
+
 def _filtered(
-    query: Select[DeadLetter, str],
+    query: DeadLetterQuery,
     *,
     endpoint_id: int | None,
     event_type: str | None,
     resolved: bool | None,
-) -> Select[DeadLetter, str]:
+) -> DeadLetterQuery:
     if endpoint_id is not None:
         query = query.where(DeadLetter.endpoint_id == endpoint_id)
     if event_type is not None:
@@ -43,16 +131,16 @@ async def list_dead_letters(
     event_type: str | None,
     resolved: bool | None,
     limit: int,
-    cursor: int | None,
-) -> list[tuple[DeadLetter, str]]:
-    """Newest first, with the publisher's event_id of each."""
+    before: int | None,
+) -> list[DeadLetterRow]:
+    """Newest first."""
     query = _filtered(
         _dead_letters(tenant_id), endpoint_id=endpoint_id, event_type=event_type, resolved=resolved
     )
-    if cursor is not None:
-        query = query.where(DeadLetter.id < cursor)
+    if before is not None:
+        query = query.where(DeadLetter.id < before)
     rows = await session.execute(query.order_by(DeadLetter.id.desc()).limit(limit))
-    return [(entry, event_id) for entry, event_id in rows]
+    return [(entry, e, d, p) for entry, e, d, p in rows]
 
 
 async def unresolved_dead_letters(
@@ -62,55 +150,21 @@ async def unresolved_dead_letters(
     endpoint_id: int | None,
     event_type: str | None,
     limit: int,
-) -> list[DeadLetter]:
+) -> list[DeadLetterRow]:
     """Oldest first."""
     query = _filtered(
         _dead_letters(tenant_id), endpoint_id=endpoint_id, event_type=event_type, resolved=False
     )
     rows = await session.execute(query.order_by(DeadLetter.id).limit(limit))
-    return [entry for entry, _ in rows]
+    return [(entry, e, d, p) for entry, e, d, p in rows]
 
 
 async def get_dead_letter(
-    session: AsyncSession, *, tenant_id: int, entry_id: int
-) -> tuple[DeadLetter, str] | None:
-    query = _dead_letters(tenant_id).where(DeadLetter.id == entry_id)
+    session: AsyncSession, *, tenant_id: int, public_id: uuid.UUID
+) -> DeadLetterRow | None:
+    query = _dead_letters(tenant_id).where(DeadLetter.public_id == public_id)
     row = (await session.execute(query)).first()
-    return None if row is None else (row[0], row[1])
-
-
-async def deliveries_of_event(
-    session: AsyncSession, *, tenant_id: int, event_pk: int
-) -> list[tuple[Delivery, list[Attempt]]]:
-    """The event's deliveries in id order, each with its attempts in order."""
-    query = (
-        select(Delivery)
-        .where(Delivery.tenant_id == tenant_id, Delivery.event_id == event_pk)
-        .order_by(Delivery.id)
-    )
-    deliveries = list((await session.execute(query)).scalars())
-    attempts: dict[int, list[Attempt]] = {d.id: [] for d in deliveries}
-    if deliveries:
-        rows = await session.execute(
-            select(Attempt)
-            .where(Attempt.delivery_id.in_(attempts))
-            .order_by(Attempt.delivery_id, Attempt.id)
-        )
-        for attempt in rows.scalars():
-            attempts[attempt.delivery_id].append(attempt)
-    return [(d, attempts[d.id]) for d in deliveries]
-
-
-async def delivery_states(
-    session: AsyncSession, *, tenant_id: int, event_pk: int
-) -> list[tuple[int, int, DeliveryStatus]]:
-    """(id, endpoint_id, status) of each delivery of the event, in id order."""
-    rows = await session.execute(
-        select(Delivery.id, Delivery.endpoint_id, Delivery.status)
-        .where(Delivery.tenant_id == tenant_id, Delivery.event_id == event_pk)
-        .order_by(Delivery.id)
-    )
-    return [(i, e, DeliveryStatus(s)) for i, e, s in rows]
+    return None if row is None else (row[0], row[1], row[2], row[3])
 
 
 @cross_tenant("a gauge of the whole deployment")

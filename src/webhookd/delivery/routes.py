@@ -1,24 +1,145 @@
-"""Dead-letter queue routes: list, inspect, retry (one or by filter), resolve."""
+"""Delivery routes: listings ("what is failing right now") and the dead-letter queue."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from webhookd.api.deps import DeliveriesDep, SessionDep, TenantDep, WriteSessionDep
+from webhookd.api.deps import (
+    DeliveriesDep,
+    PathTenantDep,
+    SessionDep,
+    TenantDep,
+    WriteSessionDep,
+)
 from webhookd.api.errors import error_responses
 from webhookd.api.route import OrjsonRoute
-from webhookd.delivery.schemas import DeadLetterFilter, DeadLetterRead, RetryResult
-from webhookd.models import DeadLetter
-from webhookd.schemas import EventType, IdPath, IdQuery, Page
+from webhookd.delivery.schemas import DeadLetterFilter, DeadLetterRead, DeliveryRead, RetryResult
+from webhookd.delivery.service import DeliveryService
+from webhookd.endpoint.service import endpoint_row_id
+from webhookd.errors import NotFound
+from webhookd.ids import Kind, format_id
+from webhookd.models import DeliveryStatus
+from webhookd.schemas import (
+    CursorQuery,
+    EventType,
+    Page,
+    PublicIdPath,
+    decode_cursor,
+    next_cursor,
+)
 
 router = APIRouter(prefix="/api/v1/dlq", tags=["dead-letter queue"], route_class=OrjsonRoute)
+deliveries_router = APIRouter(tags=["deliveries"], route_class=OrjsonRoute)
+
+Limit = Annotated[int, Query(ge=1, le=100)]
+Statuses = Annotated[
+    list[DeliveryStatus] | None,
+    Query(description="Only deliveries in these states (repeat the parameter for several)"),
+]
+Since = Annotated[dt.datetime | None, Query(description="Only deliveries created since then")]
+EndpointQuery = Annotated[
+    str | None, Query(min_length=1, max_length=255, description="Only this endpoint's (`ep_…`)")
+]
 
 
-def _read(entry: DeadLetter, event_id: str) -> DeadLetterRead:
-    data = {k: getattr(entry, k) for k in DeadLetterRead.model_fields if k != "event_id"}
-    return DeadLetterRead.model_validate({**data, "event_id": event_id})
+NO_ENDPOINT = -1  # no row has it: a filter on an unknown endpoint matches nothing
+
+
+async def _endpoint(session: AsyncSession, tenant_id: int, endpoint_id: str | None) -> int | None:
+    """The row id of a filter's endpoint (None: no filter). An endpoint the tenant does not
+    have filters everything out, as another tenant's does: no error tells them apart."""
+    if endpoint_id is None:
+        return None
+    try:
+        return await endpoint_row_id(session, tenant_id=tenant_id, endpoint_id=endpoint_id)
+    except NotFound:
+        return NO_ENDPOINT
+
+
+async def _page(
+    session: AsyncSession,
+    deliveries: DeliveryService,
+    *,
+    tenant_id: int,
+    endpoint_id: int | None,
+    status: list[DeliveryStatus] | None,
+    since: dt.datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> Page[DeliveryRead]:
+    rows = await deliveries.list_deliveries(
+        session,
+        tenant_id=tenant_id,
+        endpoint_id=endpoint_id,
+        statuses=status or [],
+        since=since,
+        limit=limit,
+        before=decode_cursor(cursor),
+    )
+    return Page(
+        items=[DeliveryRead.of(row) for row in rows],
+        next_cursor=next_cursor([row[0].id for row in rows], limit),
+    )
+
+
+@deliveries_router.get("/api/v1/deliveries", response_model=Page[DeliveryRead])
+async def list_deliveries(
+    tenant: TenantDep,
+    session: SessionDep,
+    deliveries: DeliveriesDep,
+    status: Statuses = None,
+    since: Since = None,
+    endpoint_id: EndpointQuery = None,
+    limit: Limit = 50,
+    cursor: CursorQuery = None,
+) -> Page[DeliveryRead]:
+    """The tenant's deliveries, newest first: e.g. `?status=retrying&status=dead` for what
+    is failing right now."""
+    return await _page(
+        session,
+        deliveries,
+        tenant_id=tenant.id,
+        endpoint_id=await _endpoint(session, tenant.id, endpoint_id),
+        status=status,
+        since=since,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+async def _path_endpoint(session: AsyncSession, tenant_id: int, endpoint_id: str) -> int:
+    return await endpoint_row_id(session, tenant_id=tenant_id, endpoint_id=endpoint_id)
+
+
+@deliveries_router.get(
+    "/api/v1/tenants/{tenant_id}/endpoints/{endpoint_id}/deliveries",
+    response_model=Page[DeliveryRead],
+)
+async def list_endpoint_deliveries(
+    tenant: PathTenantDep,
+    endpoint_id: PublicIdPath,
+    session: SessionDep,
+    deliveries: DeliveriesDep,
+    status: Statuses = None,
+    since: Since = None,
+    limit: Limit = 50,
+    cursor: CursorQuery = None,
+) -> Page[DeliveryRead]:
+    """One endpoint's deliveries, newest first (its tenant's key, or the admin key)."""
+    return await _page(
+        session,
+        deliveries,
+        tenant_id=tenant.id,
+        endpoint_id=await _path_endpoint(session, tenant.id, endpoint_id),
+        status=status,
+        since=since,
+        limit=limit,
+        cursor=cursor,
+    )
 
 
 @router.get("", response_model=Page[DeadLetterRead])
@@ -26,24 +147,26 @@ async def list_dead_letters(
     tenant: TenantDep,
     session: SessionDep,
     deliveries: DeliveriesDep,
-    endpoint_id: IdQuery = None,
+    endpoint_id: EndpointQuery = None,
     event_type: Annotated[EventType | None, Query()] = None,
     resolved: Annotated[bool | None, Query(description="Default: unresolved only")] = False,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: IdQuery = None,
+    limit: Limit = 50,
+    cursor: CursorQuery = None,
 ) -> Page[DeadLetterRead]:
     """Dead-lettered deliveries, newest first."""
     rows = await deliveries.list_dead_letters(
         session,
         tenant_id=tenant.id,
-        endpoint_id=endpoint_id,
+        endpoint_id=await _endpoint(session, tenant.id, endpoint_id),
         event_type=event_type,
         resolved=resolved,
         limit=limit,
-        cursor=cursor,
+        before=decode_cursor(cursor),
     )
-    items = [_read(entry, event_id) for entry, event_id in rows]
-    return Page(items=items, next_cursor=items[-1].id if len(items) == limit else None)
+    return Page(
+        items=[DeadLetterRead.of(row) for row in rows],
+        next_cursor=next_cursor([row[0].id for row in rows], limit),
+    )
 
 
 @router.post("/retry", response_model=RetryResult)
@@ -59,39 +182,38 @@ async def retry_dead_letters(
     delivery_ids = await deliveries.retry_dead_letters(
         session,
         tenant_id=tenant.id,
-        endpoint_id=selection.endpoint_id,
+        endpoint_id=await _endpoint(session, tenant.id, selection.endpoint_id),
         event_type=selection.event_type,
     )
-    return RetryResult(retried=len(delivery_ids), delivery_ids=delivery_ids)
+    return RetryResult(
+        retried=len(delivery_ids),
+        delivery_ids=[format_id(Kind.DELIVERY, d) for d in delivery_ids],
+    )
 
 
 @router.get("/{entry_id}", response_model=DeadLetterRead)
 async def get_dead_letter(
-    entry_id: IdPath, tenant: TenantDep, session: SessionDep, deliveries: DeliveriesDep
+    entry_id: PublicIdPath, tenant: TenantDep, session: SessionDep, deliveries: DeliveriesDep
 ) -> DeadLetterRead:
-    entry, event_id = await deliveries.get_dead_letter(
-        session, tenant_id=tenant.id, entry_id=entry_id
-    )
-    return _read(entry, event_id)
+    row = await deliveries.get_dead_letter(session, tenant_id=tenant.id, entry_id=entry_id)
+    return DeadLetterRead.of(row)
 
 
 @router.post("/{entry_id}/retry", response_model=RetryResult, responses=error_responses(409))
 async def retry_dead_letter(
-    entry_id: IdPath, tenant: TenantDep, session: WriteSessionDep, deliveries: DeliveriesDep
+    entry_id: PublicIdPath, tenant: TenantDep, session: WriteSessionDep, deliveries: DeliveriesDep
 ) -> RetryResult:
     """Deliver again with a fresh cycle of attempts; earlier attempts stay on record."""
     delivery_id = await deliveries.retry_dead_letter(
         session, tenant_id=tenant.id, entry_id=entry_id
     )
-    return RetryResult(retried=1, delivery_ids=[delivery_id])
+    return RetryResult(retried=1, delivery_ids=[format_id(Kind.DELIVERY, delivery_id)])
 
 
 @router.delete("/{entry_id}", response_model=DeadLetterRead)
 async def resolve_dead_letter(
-    entry_id: IdPath, tenant: TenantDep, session: WriteSessionDep, deliveries: DeliveriesDep
+    entry_id: PublicIdPath, tenant: TenantDep, session: WriteSessionDep, deliveries: DeliveriesDep
 ) -> DeadLetterRead:
     """Mark the entry resolved without delivering it (``resolution: discarded``)."""
-    entry, event_id = await deliveries.discard_dead_letter(
-        session, tenant_id=tenant.id, entry_id=entry_id
-    )
-    return _read(entry, event_id)
+    row = await deliveries.discard_dead_letter(session, tenant_id=tenant.id, entry_id=entry_id)
+    return DeadLetterRead.of(row)

@@ -6,6 +6,7 @@ and every wake-up of the delivery engine is submitted once the transaction has c
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -15,12 +16,14 @@ from webhookd import metrics
 from webhookd.db import after_commit, utcnow
 from webhookd.delivery import fairness, repository
 from webhookd.delivery.routing import subscribed
-from webhookd.delivery.store import DeliveryRef, DeliveryStore, InsertedEvent, NewDelivery, NewEvent
+from webhookd.delivery.schemas import DeadLetterRow, DeliveryRow
+from webhookd.delivery.store import DeliveryStore, InsertedEvent, NewDelivery, NewEvent
 from webhookd.errors import Conflict, NotFound
-from webhookd.models import Attempt, DeadLetter, Delivery, DeliveryStatus
+from webhookd.ids import Kind, new_id, parse_id
+from webhookd.models import Attempt, DeliveryStatus
 from webhookd.queue.base import DeliveryQueue
 
-__all__ = ["DeliveryRef", "DeliveryService", "InsertedEvent", "NewEvent", "RoutableEvent"]
+__all__ = ["DeliveryService", "Enqueued", "InsertedEvent", "NewEvent", "RoutableEvent"]
 
 MAX_BULK_RETRY = 1000
 
@@ -29,6 +32,13 @@ class RoutableEvent(NamedTuple):
     id: int  # events.id
     tenant_id: int
     event_type: str
+
+
+class Enqueued(NamedTuple):
+    """A new delivery, by the public ids the API shows."""
+
+    delivery_id: uuid.UUID
+    endpoint_id: uuid.UUID
 
 
 class DeliveryService:
@@ -54,36 +64,38 @@ class DeliveryService:
 
     async def enqueue_for_events(
         self, session: AsyncSession, events: Sequence[RoutableEvent], now: dt.datetime
-    ) -> dict[int, list[DeliveryRef]]:
+    ) -> dict[int, list[Enqueued]]:
         """Create a delivery of each event for every active endpoint of its tenant that
         subscribed to its type, in fair order across tenants (delivery/fairness.py); the
         engine is woken once they are committed. The deliveries of each event, by event."""
         conn = await session.connection()
         table = await self.store.routing(conn, sorted({e.tenant_id for e in events}))
         virtual_time = fairness.virtual_time(table.queue_head, now)
-        routes: dict[tuple[int, str], list[int]] = {}
+        routes: dict[tuple[int, str], list[tuple[int, uuid.UUID]]] = {}
+        endpoint_public: dict[int, uuid.UUID] = {}
         rows: list[NewDelivery] = []
         for event in events:
             key = (event.tenant_id, event.event_type)
             if key not in routes:
                 routes[key] = [
-                    route.endpoint_id
+                    (route.endpoint_id, route.public_id)
                     for route in table.endpoints.get(event.tenant_id, ())
                     if subscribed(route.event_types, event.event_type)
                 ]
-            endpoint_ids = routes[key]
-            if not endpoint_ids:
+            endpoints = routes[key]
+            if not endpoints:
                 continue
-            queue_keys = self.clock.assign(event.tenant_id, len(endpoint_ids), virtual_time)
-            rows.extend(
-                NewDelivery(event.tenant_id, event.id, endpoint_id, queue_key)
-                for endpoint_id, queue_key in zip(endpoint_ids, queue_keys, strict=True)
-            )
-        by_event: dict[int, list[DeliveryRef]] = {}
+            queue_keys = self.clock.assign(event.tenant_id, len(endpoints), virtual_time)
+            for (endpoint_id, public_id), queue_key in zip(endpoints, queue_keys, strict=True):
+                endpoint_public[endpoint_id] = public_id
+                delivery = NewDelivery(new_id(), event.tenant_id, event.id, endpoint_id, queue_key)
+                rows.append(delivery)
+        by_event: dict[int, list[Enqueued]] = {}
         if rows:
             refs = await self.store.insert_deliveries(conn, rows, now)
             for ref in refs:
-                by_event.setdefault(ref.event_pk, []).append(ref)
+                enqueued = Enqueued(ref.public_id, endpoint_public[ref.endpoint_id])
+                by_event.setdefault(ref.event_pk, []).append(enqueued)
             self._wake_after_commit(session, [ref.id for ref in refs])
         return by_event
 
@@ -92,14 +104,37 @@ class DeliveryService:
     @staticmethod
     async def delivery_states(
         session: AsyncSession, *, tenant_id: int, event_pk: int
-    ) -> list[tuple[int, int, DeliveryStatus]]:
+    ) -> list[tuple[uuid.UUID, uuid.UUID, DeliveryStatus]]:
         return await repository.delivery_states(session, tenant_id=tenant_id, event_pk=event_pk)
 
     @staticmethod
     async def deliveries_of_event(
         session: AsyncSession, *, tenant_id: int, event_pk: int
-    ) -> list[tuple[Delivery, list[Attempt]]]:
+    ) -> list[tuple[DeliveryRow, list[Attempt]]]:
         return await repository.deliveries_of_event(session, tenant_id=tenant_id, event_pk=event_pk)
+
+    @staticmethod
+    async def list_deliveries(
+        session: AsyncSession,
+        *,
+        tenant_id: int,
+        endpoint_id: int | None,
+        statuses: Sequence[DeliveryStatus],
+        since: dt.datetime | None,
+        limit: int,
+        before: int | None,
+    ) -> list[DeliveryRow]:
+        """The tenant's deliveries (of one endpoint, with these statuses, created since a
+        moment), newest first."""
+        return await repository.list_deliveries(
+            session,
+            tenant_id=tenant_id,
+            endpoint_id=endpoint_id,
+            statuses=statuses,
+            since=since,
+            limit=limit,
+            before=before,
+        )
 
     # -- dead-letter queue -------------------------------------------------------------------
 
@@ -112,8 +147,8 @@ class DeliveryService:
         event_type: str | None,
         resolved: bool | None,
         limit: int,
-        cursor: int | None,
-    ) -> list[tuple[DeadLetter, str]]:
+        before: int | None,
+    ) -> list[DeadLetterRow]:
         return await repository.list_dead_letters(
             session,
             tenant_id=tenant_id,
@@ -121,27 +156,34 @@ class DeliveryService:
             event_type=event_type,
             resolved=resolved,
             limit=limit,
-            cursor=cursor,
+            before=before,
         )
 
     @staticmethod
     async def get_dead_letter(
-        session: AsyncSession, *, tenant_id: int, entry_id: int
-    ) -> tuple[DeadLetter, str]:
-        found = await repository.get_dead_letter(session, tenant_id=tenant_id, entry_id=entry_id)
+        session: AsyncSession, *, tenant_id: int, entry_id: str
+    ) -> DeadLetterRow:
+        """An entry by its public id (``dlq_…``)."""
+        public_id = parse_id(Kind.DEAD_LETTER, entry_id)
+        found = None
+        if public_id is not None:
+            found = await repository.get_dead_letter(
+                session, tenant_id=tenant_id, public_id=public_id
+            )
         if found is None:
-            raise NotFound(f"dead-letter entry {entry_id} not found")
+            raise NotFound(f"dead-letter entry {entry_id!r} not found")
         return found
 
     async def retry_dead_letter(
-        self, session: AsyncSession, *, tenant_id: int, entry_id: int
-    ) -> int:
-        """Deliver the entry's delivery again with a fresh cycle; its id."""
-        entry, _ = await self.get_dead_letter(session, tenant_id=tenant_id, entry_id=entry_id)
+        self, session: AsyncSession, *, tenant_id: int, entry_id: str
+    ) -> uuid.UUID:
+        """Deliver the entry's delivery again with a fresh cycle; its public id."""
+        row = await self.get_dead_letter(session, tenant_id=tenant_id, entry_id=entry_id)
+        entry = row[0]
         if entry.resolved:
             raise Conflict(f"dead-letter entry {entry_id} is already resolved ({entry.resolution})")
-        await self._requeue(session, [entry])
-        return entry.delivery_id
+        await self._requeue(session, [row])
+        return row[2]
 
     async def retry_dead_letters(
         self,
@@ -150,37 +192,37 @@ class DeliveryService:
         tenant_id: int,
         endpoint_id: int | None,
         event_type: str | None,
-    ) -> list[int]:
-        """Retry every unresolved entry matching the filter (up to MAX_BULK_RETRY per call)."""
-        entries = await repository.unresolved_dead_letters(
+    ) -> list[uuid.UUID]:
+        """Retry every unresolved entry matching the filter (up to MAX_BULK_RETRY per call);
+        the public ids of their deliveries."""
+        rows = await repository.unresolved_dead_letters(
             session,
             tenant_id=tenant_id,
             endpoint_id=endpoint_id,
             event_type=event_type,
             limit=MAX_BULK_RETRY,
         )
-        await self._requeue(session, entries)
-        return [e.delivery_id for e in entries]
+        await self._requeue(session, rows)
+        return [row[2] for row in rows]
 
-    async def _requeue(self, session: AsyncSession, entries: Sequence[DeadLetter]) -> None:
-        if not entries:
+    async def _requeue(self, session: AsyncSession, rows: Sequence[DeadLetterRow]) -> None:
+        if not rows:
             return
-        pairs = [(e.id, e.delivery_id) for e in entries]
+        pairs = [(row[0].id, row[0].delivery_id) for row in rows]
         await self.store.requeue_dead(await session.connection(), entries=pairs, now=utcnow())
         self._wake_after_commit(session, [d for _, d in pairs])
 
     async def discard_dead_letter(
-        self, session: AsyncSession, *, tenant_id: int, entry_id: int
-    ) -> tuple[DeadLetter, str]:
+        self, session: AsyncSession, *, tenant_id: int, entry_id: str
+    ) -> DeadLetterRow:
         """Resolve the entry without delivering it (``resolution: discarded``)."""
-        entry, event_id = await self.get_dead_letter(
-            session, tenant_id=tenant_id, entry_id=entry_id
-        )
+        row = await self.get_dead_letter(session, tenant_id=tenant_id, entry_id=entry_id)
+        entry = row[0]
         if not entry.resolved:
             conn = await session.connection()
             await self.store.discard_dead_letter(conn, entry_id=entry.id, now=utcnow())
             await session.refresh(entry)
-        return entry, event_id
+        return row
 
 
 async def refresh_gauges(session: AsyncSession) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd.models import Endpoint
 
 
-async def get(session: AsyncSession, *, tenant_id: int, endpoint_id: int) -> Endpoint | None:
+async def get(session: AsyncSession, *, tenant_id: int, public_id: uuid.UUID) -> Endpoint | None:
     return await session.scalar(
-        select(Endpoint).where(Endpoint.tenant_id == tenant_id, Endpoint.id == endpoint_id)
+        select(Endpoint).where(Endpoint.tenant_id == tenant_id, Endpoint.public_id == public_id)
     )
 
 
@@ -20,11 +22,12 @@ async def count(session: AsyncSession, *, tenant_id: int) -> int:
 
 
 async def page(
-    session: AsyncSession, *, tenant_id: int, limit: int, cursor: int | None
+    session: AsyncSession, *, tenant_id: int, limit: int, after: int | None
 ) -> list[Endpoint]:
+    """Oldest first."""
     query = (
         select(Endpoint).where(Endpoint.tenant_id == tenant_id).order_by(Endpoint.id).limit(limit)
     )
-    if cursor is not None:
-        query = query.where(Endpoint.id > cursor)
+    if after is not None:
+        query = query.where(Endpoint.id > after)
     return list((await session.execute(query)).scalars())

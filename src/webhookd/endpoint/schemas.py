@@ -5,7 +5,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from webhookd.schemas import NO_NUL_PATTERN, EventType, ReadModel
+from webhookd.ids import Kind, format_id
+from webhookd.models import Endpoint
+from webhookd.schemas import NO_NUL_PATTERN, EventType
 
 Url = Annotated[
     str,
@@ -49,12 +51,25 @@ class EndpointUpdate(BaseModel):
     description: Description = None
 
 
-class EndpointRead(ReadModel):
-    id: int
-    tenant_id: int
+class EndpointRead(BaseModel):
+    id: str = Field(examples=[Kind.ENDPOINT.example()])
+    tenant_id: str = Field(examples=[Kind.TENANT.example()])
     url: str
     event_types: list[str]
     is_active: bool
     description: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
+
+    @classmethod
+    def of(cls, endpoint: Endpoint, tenant_ref: str) -> EndpointRead:
+        return cls(
+            id=format_id(Kind.ENDPOINT, endpoint.public_id),
+            tenant_id=tenant_ref,
+            url=endpoint.url,
+            event_types=endpoint.event_types,
+            is_active=endpoint.is_active,
+            description=endpoint.description,
+            created_at=endpoint.created_at,
+            updated_at=endpoint.updated_at,
+        )

@@ -19,6 +19,7 @@ from webhookd.delivery import ssrf
 from webhookd.endpoint import repository
 from webhookd.endpoint.schemas import EndpointCreate, EndpointUpdate
 from webhookd.errors import Conflict, NotFound, field_error
+from webhookd.ids import Kind, parse_id
 from webhookd.models import Endpoint
 from webhookd.schemas import changes as schema_changes
 from webhookd.tenant.service import ensure_tenant
@@ -68,8 +69,7 @@ async def create_endpoint(
     count = await repository.count(session, tenant_id=tenant_id)
     if count >= settings.max_endpoints_per_tenant:
         raise Conflict(
-            f"tenant {tenant_id} already has {count} endpoints "
-            f"(limit {settings.max_endpoints_per_tenant})"
+            f"the tenant already has {count} endpoints (limit {settings.max_endpoints_per_tenant})"
         )
     endpoint = Endpoint(tenant_id=tenant_id, **data.model_dump())
     session.add(endpoint)
@@ -77,25 +77,33 @@ async def create_endpoint(
     return endpoint
 
 
-async def get_endpoint(session: AsyncSession, *, tenant_id: int, endpoint_id: int) -> Endpoint:
-    endpoint = await repository.get(session, tenant_id=tenant_id, endpoint_id=endpoint_id)
-    if endpoint is None:
-        raise NotFound(f"endpoint {endpoint_id} not found")
-    return endpoint
+async def get_endpoint(session: AsyncSession, *, tenant_id: int, endpoint_id: str) -> Endpoint:
+    """The tenant's endpoint with this public id (``ep_…``)."""
+    public_id = parse_id(Kind.ENDPOINT, endpoint_id)
+    found = None
+    if public_id is not None:
+        found = await repository.get(session, tenant_id=tenant_id, public_id=public_id)
+    if found is None:
+        raise NotFound(f"endpoint {endpoint_id!r} not found")
+    return found
+
+
+async def endpoint_row_id(session: AsyncSession, *, tenant_id: int, endpoint_id: str) -> int:
+    """The row id of the tenant's endpoint with this public id (404 if none)."""
+    return (await get_endpoint(session, tenant_id=tenant_id, endpoint_id=endpoint_id)).id
 
 
 async def list_endpoints(
-    session: AsyncSession, *, tenant_id: int, limit: int, cursor: int | None
+    session: AsyncSession, *, tenant_id: int, limit: int, after: int | None
 ) -> list[Endpoint]:
-    await ensure_tenant(session, tenant_id=tenant_id)
-    return await repository.page(session, tenant_id=tenant_id, limit=limit, cursor=cursor)
+    return await repository.page(session, tenant_id=tenant_id, limit=limit, after=after)
 
 
 async def update_endpoint(
     session: AsyncSession,
     *,
     tenant_id: int,
-    endpoint_id: int,
+    endpoint_id: str,
     checked: Checked[EndpointUpdate],
 ) -> Endpoint:
     endpoint = await get_endpoint(session, tenant_id=tenant_id, endpoint_id=endpoint_id)
@@ -106,7 +114,7 @@ async def update_endpoint(
     return endpoint
 
 
-async def delete_endpoint(session: AsyncSession, *, tenant_id: int, endpoint_id: int) -> None:
+async def delete_endpoint(session: AsyncSession, *, tenant_id: int, endpoint_id: str) -> None:
     """Delete an endpoint with its deliveries, attempts and dead letters."""
     endpoint = await get_endpoint(session, tenant_id=tenant_id, endpoint_id=endpoint_id)
     await session.delete(endpoint)

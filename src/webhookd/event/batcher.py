@@ -16,7 +16,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from webhookd.db import Database
 from webhookd.delivery.service import DeliveryService
-from webhookd.errors import NotFound, Unauthorized
+from webhookd.errors import AppError, NotFound, Unauthorized
 from webhookd.event.schemas import EventAccepted, EventCreate
 from webhookd.event.service import publish_events
 from webhookd.logging import log_failure
@@ -92,7 +92,11 @@ class PublishBatcher:
             self._fail(batch, exc)
             return
         for (*_, answer), result in zip(batch, results, strict=True):
-            if not answer.done():  # a client that went away cancelled its wait
+            if answer.done():  # a client that went away cancelled its wait
+                continue
+            if isinstance(result, AppError):  # this publish alone was refused
+                answer.set_exception(result)
+            else:
                 answer.set_result(result)
 
     def _fail(self, batch: list[Request], exc: Exception) -> None:

@@ -1,14 +1,15 @@
 """Accepting a published event, and the fast path that serves well-formed publishes.
 
 ``accept`` is what ``POST /api/v1/events`` does once the request is parsed and the tenant
-known: take a token, hand the event to the group commit, answer after its commit (which
-also wakes the delivery engine). The FastAPI route calls it, and so does
-:class:`IngestFastPath`.
+known (the key's own, or the one the operator's request names): take a token, hand the
+event to the group commit, answer after its commit (which also wakes the delivery engine).
+The FastAPI route calls it, and so does :class:`IngestFastPath`.
 
 :class:`IngestFastPath` is an ASGI middleware for the hottest request of the API. It serves
 a publish itself only when everything about it is already known to be right: a JSON body
 within the size limit that validates as :class:`EventCreate`, and an API key this process
-authenticated a moment ago (the key cache). Anything else (a missing, wrong or uncached
+authenticated a moment ago (the key cache), or the admin key with a tenant named in the
+body that this process looked up a moment ago. Anything else (a missing, wrong or uncached
 key, a throttled address, a body that does not parse or validate, a chunked body, another
 content type) is handed, body included, to the FastAPI route, which answers exactly as it
 would; the OpenAPI schema is the route's. The fast path skips FastAPI's routing, dependency
@@ -22,19 +23,34 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from webhookd import metrics
-from webhookd.api.deps import app_runtime
+from webhookd.api.deps import app_config, app_runtime, tenant_named
 from webhookd.api.errors import app_error_response, unavailable_response
 from webhookd.api.route import is_json
 from webhookd.db import database_unavailable
-from webhookd.errors import AppError
+from webhookd.errors import AppError, NotFound, field_error
 from webhookd.event.batcher import TenantGone
 from webhookd.event.schemas import EventCreate
 from webhookd.runtime import Runtime
 from webhookd.schemas import inexact_integer
-from webhookd.security import hash_api_key
-from webhookd.tenant.keycache import AuthTenant
+from webhookd.security import hash_api_key, keys_equal
+from webhookd.tenant.keycache import REF_PREFIX, AuthTenant
 
 PATH = "/api/v1/events"
+
+
+async def publishing_tenant(
+    runtime: Runtime, caller: AuthTenant | None, data: EventCreate
+) -> AuthTenant:
+    """The tenant a publish is for: the key's own (``caller``), or, with the admin key
+    (``caller`` None), the one the body names by ``tenant_id`` or ``uid``."""
+    ref = data.tenant_ref
+    if caller is not None:
+        if ref is not None and not caller.is_named_by(ref):
+            raise NotFound(f"tenant {ref!r} not found")
+        return caller
+    if ref is None:
+        raise field_error("tenant_id", "publishing with the admin key names the tenant")
+    return await tenant_named(runtime, ref)
 
 
 async def accept(
@@ -44,9 +60,9 @@ async def accept(
 
     Raises :class:`AppError` (429) over the tenant's rate limit, and 401 if the tenant was
     deleted since its key was cached."""
-    decision = await runtime.rate_limiter.acquire(f"tenant:{tenant.id}", tenant.rate_limit)
+    decision = await runtime.rate_limiter.acquire(f"tenant:{tenant.ref}", tenant.rate_limit)
     if not decision.allowed:
-        metrics.rate_limit_hit(tenant.id)
+        metrics.rate_limit_hit(tenant.ref)
         raise AppError(
             f"rate limit of {tenant.rate_limit} events/minute exceeded",
             status_code=429,
@@ -59,7 +75,7 @@ async def accept(
         runtime.key_cache.forget_tenant(tenant.id)
         raise
     if not accepted.duplicate:
-        metrics.event_published(tenant.id, data.event_type)
+        metrics.event_published(tenant.ref, data.event_type)
     body = accepted.__pydantic_serializer__.to_json(accepted)
     return (200 if accepted.duplicate else 202), body, decision.headers
 
@@ -73,27 +89,30 @@ class IngestFastPath:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        api_key, size, content_type = None, -1, None
+        api_key, admin_key, size, content_type = None, None, -1, None
         for name, value in scope["headers"]:  # the first of each, as Starlette reads them
             if name == b"x-api-key" and api_key is None:
                 api_key = value.decode("latin-1")
+            elif name == b"x-admin-key" and admin_key is None:
+                admin_key = value.decode("latin-1")
             elif name == b"content-length" and size < 0:
                 size = int(value) if value.isdigit() else 0
             elif name == b"content-type" and content_type is None:
                 content_type = value.decode("latin-1")
-        if not api_key or not content_type or not 0 < size <= self.max_body_size:
+        if not (api_key or admin_key) or not content_type or not 0 < size <= self.max_body_size:
             await self.app(scope, receive, send)  # the route answers what this does not know
             return
         body = await _read_body(receive)
         if body is None:
             return  # the client went away before sending its body
-        tenant = self._tenant(scope, api_key) if is_json(content_type) else None
-        data = _parse(body) if tenant is not None else None
+        runtime = app_runtime(scope["app"])
+        data = _parse(body) if is_json(content_type) else None
+        tenant = self._tenant(scope, runtime, api_key, admin_key, data) if data else None
         if tenant is None or data is None:
             await self.app(scope, _replay(body, receive), send)
             return
         try:
-            status, content, headers = await accept(app_runtime(scope["app"]), tenant, data)
+            status, content, headers = await accept(runtime, tenant, data)
         except AppError as exc:
             await app_error_response(exc)(scope, receive, send)
             return
@@ -108,14 +127,30 @@ class IngestFastPath:
         await send({"type": "http.response.body", "body": content})
 
     @staticmethod
-    def _tenant(scope: Scope, api_key: str) -> AuthTenant | None:
-        """The key's tenant if this process authenticated it recently and the address is not
-        throttled; else None (the route authenticates, counts failures, answers 401/429)."""
-        runtime = app_runtime(scope["app"])
+    def _tenant(
+        scope: Scope,
+        runtime: Runtime,
+        api_key: str | None,
+        admin_key: str | None,
+        data: EventCreate,
+    ) -> AuthTenant | None:
+        """The tenant to publish for, if everything about it is known in this process: a
+        tenant key authenticated a moment ago (naming no other tenant), or the admin key
+        and a tenant the operator named a moment ago. Else None: the route authenticates,
+        looks up, counts failures and answers 401/404/429 itself."""
         client = scope.get("client")
         if runtime.auth_throttle.blocked_for(client[0] if client else "unknown") > 0:
             return None
-        return runtime.key_cache.get(hash_api_key(api_key, runtime.secrets.pepper))
+        ref = data.tenant_ref
+        if admin_key:  # the admin key wins over an API key, as in the route
+            if ref is None or not keys_equal(admin_key, app_config(scope["app"]).admin_key):
+                return None
+            return runtime.key_cache.get(REF_PREFIX + ref)
+        assert api_key is not None
+        tenant = runtime.key_cache.get(hash_api_key(api_key, runtime.secrets.pepper))
+        if tenant is not None and ref is not None and not tenant.is_named_by(ref):
+            return None
+        return tenant
 
 
 async def _read_body(receive: Receive) -> bytes | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,18 +17,26 @@ async def get(session: AsyncSession, *, tenant_id: int, event_id: str) -> Event 
     )
 
 
+async def get_by_public_id(
+    session: AsyncSession, *, tenant_id: int, public_id: uuid.UUID
+) -> Event | None:
+    return await session.scalar(
+        select(Event).where(Event.tenant_id == tenant_id, Event.public_id == public_id)
+    )
+
+
 async def page(
     session: AsyncSession,
     *,
     tenant_id: int,
     event_type: str | None,
     limit: int,
-    cursor: int | None,
+    before: int | None,
 ) -> list[Event]:
     """Newest first."""
     query = select(Event).where(Event.tenant_id == tenant_id).order_by(Event.id.desc()).limit(limit)
     if event_type:
         query = query.where(Event.event_type == event_type)
-    if cursor is not None:
-        query = query.where(Event.id < cursor)
+    if before is not None:
+        query = query.where(Event.id < before)
     return list((await session.execute(query)).scalars())

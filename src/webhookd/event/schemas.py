@@ -4,11 +4,17 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from webhookd.delivery.schemas import AttemptRead
-from webhookd.models import DeliveryStatus
-from webhookd.schemas import CLIENT_ID_PATTERN, MAX_JSON_DEPTH, EventType, ReadModel, json_depth
+from webhookd.ids import Kind, format_id
+from webhookd.models import DeliveryStatus, Event
+from webhookd.schemas import (
+    CLIENT_ID_PATTERN,
+    MAX_JSON_DEPTH,
+    NO_NUL_PATTERN,
+    EventType,
+    json_depth,
+)
 
 EVENT_ID_PATTERN = CLIENT_ID_PATTERN
 EventId = Annotated[
@@ -37,12 +43,27 @@ EventIdPath = Annotated[
 ]
 
 
+TenantRef = Annotated[str, Field(min_length=1, max_length=255, pattern=NO_NUL_PATTERN)]
+
+
 class EventCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     event_id: EventId
     event_type: EventType
     payload: dict[str, Any] = Field(description="Any JSON object; delivered as is.")
+    tenant_id: TenantRef | None = Field(
+        default=None,
+        description="With the admin key: the tenant to publish for, by its id (`tnt_…`) or "
+        "uid. With a tenant's key: may be left out (it names the key's own tenant).",
+        examples=[Kind.TENANT.example()],
+    )
+    uid: TenantRef | None = Field(
+        default=None,
+        description="With the admin key: the tenant to publish for, by its uid (instead of "
+        "`tenant_id`).",
+        examples=["customer-42"],
+    )
 
     @field_validator("payload")
     @classmethod
@@ -51,39 +72,46 @@ class EventCreate(BaseModel):
             raise ValueError(f"payload nests deeper than {MAX_JSON_DEPTH} levels")
         return value
 
+    @model_validator(mode="after")
+    def _one_tenant(self) -> EventCreate:
+        if self.tenant_id is not None and self.uid is not None and self.tenant_id != self.uid:
+            raise ValueError("give the tenant by tenant_id or by uid, not both")
+        return self
+
+    @property
+    def tenant_ref(self) -> str | None:
+        """The tenant the body names (by id or uid), if any."""
+        return self.tenant_id if self.tenant_id is not None else self.uid
+
 
 class DeliverySummary(BaseModel):
-    id: int
-    endpoint_id: int
+    id: str = Field(examples=[Kind.DELIVERY.example()])
+    endpoint_id: str = Field(examples=[Kind.ENDPOINT.example()])
     status: DeliveryStatus
 
 
 class EventAccepted(BaseModel):
-    id: int
-    event_id: str
+    id: str = Field(description="The event's id in webhookd", examples=[Kind.EVENT.example()])
+    event_id: str = Field(description="Your event_id")
     event_type: str
     created_at: dt.datetime
     deliveries: list[DeliverySummary]
     duplicate: bool
 
 
-class EventRead(ReadModel):
-    id: int
+class EventRead(BaseModel):
+    id: str = Field(examples=[Kind.EVENT.example()])
     event_id: str
     event_type: str
     payload: dict[str, Any]
     created_at: dt.datetime
 
-
-class DeliveryDetail(ReadModel):
-    id: int
-    endpoint_id: int
-    status: DeliveryStatus
-    attempt_count: int
-    cycle: int
-    next_attempt_at: dt.datetime | None
-    last_error: str | None
-    last_status_code: int | None
-    created_at: dt.datetime
-    delivered_at: dt.datetime | None
-    attempts: list[AttemptRead]
+    @classmethod
+    def of(cls, event: Event) -> EventRead:
+        return cls(
+            id=format_id(Kind.EVENT, event.public_id),
+            event_id=event.event_id,
+            event_type=event.event_type,
+            payload=event.payload,
+            created_at=event.created_at,
+        )

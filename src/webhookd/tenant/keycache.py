@@ -20,30 +20,50 @@ entry lives ``ttl`` seconds.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from webhookd.db import after_commit
+from webhookd.ids import Kind, format_id
 from webhookd.tenant import repository
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class AuthTenant:
-    """The calling tenant, as the API key identifies it."""
+    """The tenant a request acts for: the one its API key identifies, or the one the
+    operator's request names."""
 
-    id: int
+    id: int  # the row id: internal
     rate_limit: int
+    public_id: uuid.UUID
+    uid: str | None = None
+
+    @functools.cached_property
+    def ref(self) -> str:
+        """The public id (``tnt_…``)."""
+        return format_id(Kind.TENANT, self.public_id)
+
+    def is_named_by(self, ref: str) -> bool:
+        """Whether ``ref`` (a tenant id or uid) names this tenant."""
+        return ref == self.ref or (self.uid is not None and ref == self.uid)
 
 
 Lookup = Callable[[str], Awaitable[AuthTenant | None]]
+REF_PREFIX = "ref:"  # cache keys of tenants named by id or uid (the operator's publishes)
 
 
-async def lookup_tenant(engine: AsyncEngine, key_hash: str) -> AuthTenant | None:
-    """The tenant whose key has this keyed hash."""
-    found = await repository.id_and_rate_limit_by_key_hash(engine, key_hash)
+async def lookup_tenant(engine: AsyncEngine, key: str) -> AuthTenant | None:
+    """The tenant of a cache key: the keyed hash of an API key, or ``ref:`` + a tenant's id
+    or uid."""
+    if key.startswith(REF_PREFIX):
+        found = await repository.auth_row_by_ref(engine, key.removeprefix(REF_PREFIX))
+    else:
+        found = await repository.auth_row_by_key_hash(engine, key)
     return None if found is None else AuthTenant(*found)
 
 

@@ -5,12 +5,36 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from webhookd.schemas import NO_NUL_PATTERN, ReadModel
+from webhookd.ids import Kind, format_id
+from webhookd.models import Tenant
+from webhookd.schemas import CLIENT_ID_PATTERN, NO_NUL_PATTERN
 
 RateLimit = Annotated[
     int, Field(ge=1, le=1_000_000, description="Events per minute (token bucket capacity)")
 ]
 EMAIL_PATTERN = r"^[^@\s\x00]{1,64}@[^@\s\x00]{1,255}\.[^@\s\x00]{1,63}$"
+TenantId = Annotated[
+    str,
+    Field(description="The tenant's id (`tnt_…`)", examples=[Kind.TENANT.example()]),
+]
+Uid = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        pattern=CLIENT_ID_PATTERN,
+        description="Your own id for this tenant (e.g. your customer id), unique in the "
+        "deployment; usable wherever a tenant id is. Printable ASCII without / ? # % \\, "
+        "and not starting with `tnt_`.",
+        examples=["customer-42"],
+    ),
+]
+
+
+def _not_an_id(value: str | None) -> str | None:
+    if value is not None and value.startswith(Kind.TENANT.value + "_"):
+        raise ValueError("a uid may not start with tnt_ (the prefix of tenant ids)")
+    return value
 
 
 class TenantCreate(BaseModel):
@@ -19,6 +43,7 @@ class TenantCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200, pattern=NO_NUL_PATTERN, examples=["My Company"])
     email: str = Field(max_length=320, pattern=EMAIL_PATTERN, examples=["webhooks@mycompany.com"])
     rate_limit: RateLimit = 100
+    uid: Uid | None = None
 
     @field_validator("name")
     @classmethod
@@ -28,6 +53,8 @@ class TenantCreate(BaseModel):
             raise ValueError("name must not be blank")
         return value
 
+    _uid = field_validator("uid")(_not_an_id)
+
 
 class TenantUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -35,29 +62,40 @@ class TenantUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200, pattern=NO_NUL_PATTERN)
     email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
     rate_limit: RateLimit | None = None
+    uid: Uid | None = Field(default=None, description="null removes it")
+
+    _uid = field_validator("uid")(_not_an_id)
 
 
-class TenantRead(ReadModel):
-    id: int
+class TenantRead(BaseModel):
+    id: TenantId
+    uid: str | None
     name: str
     email: str
     rate_limit: int
     api_key_prefix: str = Field(description="First characters of the current API key")
     created_at: dt.datetime
 
+    @classmethod
+    def of(cls, tenant: Tenant) -> TenantRead:
+        return cls(
+            id=format_id(Kind.TENANT, tenant.public_id),
+            uid=tenant.uid,
+            name=tenant.name,
+            email=tenant.email,
+            rate_limit=tenant.rate_limit,
+            api_key_prefix=tenant.api_key_prefix,
+            created_at=tenant.created_at,
+        )
 
-class TenantCreated(BaseModel):
-    id: int
-    name: str
-    email: str
-    rate_limit: int
+
+class TenantCreated(TenantRead):
     api_key: str = Field(description="Shown once: only its hash is stored")
     secret_key: str = Field(description="Signing secret (Standard Webhooks whsec_ form)")
-    created_at: dt.datetime
 
 
 class ApiKeyRotated(BaseModel):
-    id: int
+    id: TenantId
     api_key: str = Field(description="The new key, shown once; the old key stops working now")
     api_key_prefix: str
 
@@ -75,7 +113,7 @@ class SecretRotate(BaseModel):
 
 
 class SigningSecret(BaseModel):
-    id: int
+    id: TenantId
     secret_key: str = Field(description="The current signing secret (whsec_...)")
     previous_secret_expires_at: dt.datetime | None = Field(
         description="Until then deliveries also carry a signature made with the previous secret"

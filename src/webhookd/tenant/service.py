@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd.db import utcnow
 from webhookd.delivery.signing import generate_secret
-from webhookd.errors import NotFound
+from webhookd.errors import Conflict, NotFound
 from webhookd.models import Tenant
 from webhookd.schemas import changes
 from webhookd.security import ServerSecrets, display_prefix, generate_api_key, hash_api_key
@@ -27,43 +28,68 @@ class NewTenant:
 async def create_tenant(
     session: AsyncSession, *, data: TenantCreate, secrets: ServerSecrets
 ) -> NewTenant:
+    if data.uid is not None and await repository.uid_taken(session, uid=data.uid):
+        raise Conflict(f"uid {data.uid!r} is already another tenant's", code="uid_taken")
     api_key = generate_api_key()
     secret_key = generate_secret()
     tenant = Tenant(
         name=data.name,
         email=data.email,
         rate_limit=data.rate_limit,
+        uid=data.uid,
         api_key_hash=hash_api_key(api_key, secrets.pepper),
         api_key_prefix=display_prefix(api_key),
         secret_encrypted=secrets.box.encrypt(secret_key),
     )
     session.add(tenant)
-    await session.flush()
+    await _flush_uid(session, data.uid)
     return NewTenant(tenant, api_key, secret_key)
+
+
+async def _flush_uid(session: AsyncSession, uid: str | None) -> None:
+    """Flush, answering a uid another request took meanwhile with a 409, not a 500."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if uid is None:
+            raise
+        raise Conflict(f"uid {uid!r} is already another tenant's", code="uid_taken") from exc
 
 
 async def get_tenant(session: AsyncSession, *, tenant_id: int) -> Tenant:
     tenant = await repository.get(session, tenant_id=tenant_id)
     if tenant is None:
-        raise NotFound(f"tenant {tenant_id} not found")
+        raise NotFound("tenant not found")
+    return tenant
+
+
+async def get_tenant_by_ref(session: AsyncSession, *, ref: str) -> Tenant:
+    """The tenant a path or a request names, by its id (``tnt_…``) or its uid."""
+    tenant = await repository.get_by_ref(session, ref=ref)
+    if tenant is None:
+        raise NotFound(f"tenant {ref!r} not found")
     return tenant
 
 
 async def ensure_tenant(session: AsyncSession, *, tenant_id: int) -> None:
-    """404 for an unknown tenant (the admin key reaches any tenant id)."""
+    """404 for a tenant that no longer exists."""
     if not await repository.exists(session, tenant_id=tenant_id):
-        raise NotFound(f"tenant {tenant_id} not found")
+        raise NotFound("tenant not found")
 
 
-async def list_tenants(session: AsyncSession, *, limit: int, cursor: int | None) -> list[Tenant]:
-    return await repository.page(session, limit=limit, cursor=cursor)
+async def list_tenants(session: AsyncSession, *, limit: int, after: int | None) -> list[Tenant]:
+    return await repository.page(session, limit=limit, after=after)
 
 
 async def update_tenant(session: AsyncSession, *, tenant_id: int, data: TenantUpdate) -> Tenant:
     tenant = await get_tenant(session, tenant_id=tenant_id)
-    for field, value in changes(data, not_null=("name", "email", "rate_limit")).items():
+    values = changes(data, not_null=("name", "email", "rate_limit"))
+    uid = values.get("uid")
+    if uid is not None and await repository.uid_taken(session, uid=uid, other_than=tenant.id):
+        raise Conflict(f"uid {uid!r} is already another tenant's", code="uid_taken")
+    for field, value in values.items():
         setattr(tenant, field, value)
-    await session.flush()
+    await _flush_uid(session, uid)
     return tenant
 
 

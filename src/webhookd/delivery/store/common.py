@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Integer, Select, bindparam, func, insert, select, update
@@ -30,6 +30,7 @@ from webhookd.delivery.store.types import (
     Route,
     RoutingTable,
 )
+from webhookd.ids import Kind, format_cached, format_id
 from webhookd.models import DeadLetter, Delivery, DeliveryStatus, Endpoint, Event, Tenant
 
 # The head of the live queue (the fair order's virtual time, delivery/fairness.py).
@@ -40,7 +41,7 @@ QUEUE_HEAD = (
 )
 
 ROUTING = (
-    select(Endpoint.tenant_id, Endpoint.id, Endpoint.event_types, QUEUE_HEAD)
+    select(Endpoint.tenant_id, Endpoint.id, Endpoint.public_id, Endpoint.event_types, QUEUE_HEAD)
     .where(Endpoint.tenant_id.in_(bindparam("tenants", expanding=True)))
     .where(Endpoint.is_active.is_(True))
     .order_by(Endpoint.id)
@@ -100,6 +101,9 @@ LOAD_JOBS = (
         Delivery.attempt_count,
         Delivery.cycle,
         Delivery.queue_key,
+        Delivery.public_id,
+        Tenant.public_id.label("tenant_public_id"),
+        Endpoint.public_id.label("endpoint_public_id"),
     )
     .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
     .join(Event, Event.id == Delivery.event_id)
@@ -169,6 +173,18 @@ DISCARD_DEAD_LETTER = (
 )
 
 
+def delivery_refs(
+    rows: Sequence[NewDelivery], inserted: Iterable[Sequence[Any]]
+) -> list[DeliveryRef]:
+    """The inserted deliveries (id, event, endpoint, as RETURNING gives them) with the public
+    ids they were given, in id order."""
+    public_ids = {(row.event_pk, row.endpoint_id): row.public_id for row in rows}
+    return sorted(
+        DeliveryRef(row_id, public_ids[(event_pk, endpoint_id)], event_pk, endpoint_id)
+        for row_id, event_pk, endpoint_id in inserted
+    )
+
+
 def _prefixed(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return {prefix + key: value for key, value in values.items()}
 
@@ -198,8 +214,9 @@ class CoreStore:
         table = RoutingTable({}, None)
         if tenant_ids:
             rows = await conn.execute(ROUTING, {"tenants": sorted(tenant_ids)})
-            for tenant_id, endpoint_id, types, queue_head in rows:
-                table.endpoints.setdefault(tenant_id, []).append(Route(endpoint_id, types))
+            for tenant_id, endpoint_id, public_id, types, queue_head in rows:
+                route = Route(endpoint_id, public_id, types)
+                table.endpoints.setdefault(tenant_id, []).append(route)
                 table.queue_head = queue_head  # the same on every row
         return table
 
@@ -283,6 +300,9 @@ class CoreStore:
                 attempt_number=r.attempt_count + 1,
                 cycle=r.cycle,
                 queue_key=r.queue_key,
+                message_id=format_id(Kind.DELIVERY, r.public_id),
+                tenant_ref=format_cached(Kind.TENANT, r.tenant_public_id),
+                endpoint_ref=format_cached(Kind.ENDPOINT, r.endpoint_public_id),
             )
             for r in rows
         ]

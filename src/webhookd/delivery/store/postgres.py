@@ -22,7 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from webhookd.delivery import lifecycle
 from webhookd.delivery.lifecycle import Transition
-from webhookd.delivery.store.common import END_ATTEMPT, CoreStore, end_attempt_params
+from webhookd.delivery.store.common import (
+    END_ATTEMPT,
+    CoreStore,
+    delivery_refs,
+    end_attempt_params,
+)
 from webhookd.delivery.store.types import DeliveryRef, InsertedEvent, NewDelivery, NewEvent
 from webhookd.models import Attempt, Delivery, Event
 
@@ -63,8 +68,15 @@ def unnest_insert(
 
 _EVENT_TABLE: Table = Event.__table__  # type: ignore[assignment]
 _DELIVERY_TABLE: Table = Delivery.__table__  # type: ignore[assignment]
-_EVENT_ROW = (Event.tenant_id.key, Event.event_id.key, Event.event_type.key, Event.payload.key)
+_EVENT_ROW = (
+    Event.public_id.key,
+    Event.tenant_id.key,
+    Event.event_id.key,
+    Event.event_type.key,
+    Event.payload.key,
+)
 _DELIVERY_ROW = (
+    Delivery.public_id.key,
     Delivery.tenant_id.key,
     Delivery.event_id.key,
     Delivery.endpoint_id.key,
@@ -104,7 +116,7 @@ class PostgresStore(CoreStore):
         self, conn: AsyncConnection, events: Sequence[NewEvent], now: dt.datetime
     ) -> list[InsertedEvent]:
         rows = [
-            (e.tenant_id, e.event_id, e.event_type, orjson.dumps(e.payload).decode())
+            (e.public_id, e.tenant_id, e.event_id, e.event_type, orjson.dumps(e.payload).decode())
             for e in events
         ]
         params = {**_columns(rows, _EVENT_ROW), Event.created_at.key: now}
@@ -114,7 +126,7 @@ class PostgresStore(CoreStore):
         self, conn: AsyncConnection, rows: Sequence[NewDelivery], now: dt.datetime
     ) -> list[DeliveryRef]:
         params = {**_columns(rows, _DELIVERY_ROW), **_plain(lifecycle.new_delivery(now))}
-        return sorted(DeliveryRef(*row) for row in await conn.execute(INSERT_DELIVERIES, params))
+        return delivery_refs(rows, await conn.execute(INSERT_DELIVERIES, params))
 
     async def _write_attempt_ends(
         self, conn: AsyncConnection, transitions: Sequence[Transition], owner: str

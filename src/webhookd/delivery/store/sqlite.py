@@ -24,7 +24,12 @@ from sqlalchemy.types import TypeEngine
 
 from webhookd.delivery import lifecycle
 from webhookd.delivery.lifecycle import Transition
-from webhookd.delivery.store.common import END_ATTEMPT, CoreStore, end_attempt_params
+from webhookd.delivery.store.common import (
+    END_ATTEMPT,
+    CoreStore,
+    delivery_refs,
+    end_attempt_params,
+)
 from webhookd.delivery.store.types import DeliveryRef, InsertedEvent, NewDelivery, NewEvent
 from webhookd.models import Attempt, Delivery, Event
 
@@ -153,7 +158,13 @@ _ATTEMPT_COLUMNS = tuple(c.key for c in _ATTEMPT_TABLE.c if not c.primary_key)
 
 _INSERT_EVENTS = DriverInsert(
     _EVENT_TABLE,
-    (Event.tenant_id.key, Event.event_id.key, Event.event_type.key, Event.payload.key),
+    (
+        Event.public_id.key,
+        Event.tenant_id.key,
+        Event.event_id.key,
+        Event.event_type.key,
+        Event.payload.key,
+    ),
     (Event.created_at.key,),
     f"ON CONFLICT ({Event.tenant_id.key}, {Event.event_id.key}) DO NOTHING "
     f"RETURNING {Event.id.key}, {Event.tenant_id.key}, {Event.event_id.key}",
@@ -162,6 +173,7 @@ _NEW_DELIVERY = tuple(lifecycle.new_delivery(dt.datetime.now(dt.UTC)))
 _INSERT_DELIVERIES = DriverInsert(
     _DELIVERY_TABLE,
     (
+        Delivery.public_id.key,
         Delivery.tenant_id.key,
         Delivery.event_id.key,
         Delivery.endpoint_id.key,
@@ -187,7 +199,7 @@ class SQLiteStore(CoreStore):
         self, conn: AsyncConnection, rows: Sequence[NewDelivery], now: dt.datetime
     ) -> list[DeliveryRef]:
         inserted = await _INSERT_DELIVERIES.run(conn, rows, lifecycle.new_delivery(now))
-        return sorted(DeliveryRef(*row) for row in inserted)
+        return delivery_refs(rows, inserted)
 
     async def _write_attempt_ends(
         self, conn: AsyncConnection, transitions: Sequence[Transition], owner: str

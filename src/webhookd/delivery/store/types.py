@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -9,6 +10,7 @@ from webhookd.delivery.job import Job
 
 
 class NewEvent(NamedTuple):
+    public_id: uuid.UUID
     tenant_id: int
     event_id: str  # the publisher's idempotency key
     event_type: str
@@ -22,6 +24,7 @@ class InsertedEvent(NamedTuple):
 
 
 class NewDelivery(NamedTuple):
+    public_id: uuid.UUID
     tenant_id: int
     event_pk: int  # events.id
     endpoint_id: int
@@ -30,12 +33,14 @@ class NewDelivery(NamedTuple):
 
 class DeliveryRef(NamedTuple):
     id: int
+    public_id: uuid.UUID
     event_pk: int
     endpoint_id: int
 
 
 class Route(NamedTuple):
     endpoint_id: int
+    public_id: uuid.UUID
     event_types: list[str] | None
 
 
