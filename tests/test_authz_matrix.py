@@ -213,6 +213,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", E + "/{endpoint_id}"): Row(TENANT_OR_ADMIN),
     ("PATCH", E + "/{endpoint_id}"): Row(TENANT_OR_ADMIN, {"description": "patched"}),
     ("DELETE", E + "/{endpoint_id}"): Row(TENANT_OR_ADMIN, fresh="endpoint"),
+    ("POST", E + "/{endpoint_id}/enable"): Row(TENANT_OR_ADMIN),
     ("POST", "/api/v1/events"): Row(TENANT_OR_ADMIN, _new_event, names_own=True),
     ("GET", "/api/v1/events"): Row(TENANT),
     ("GET", "/api/v1/events/{event_id}"): Row(TENANT),

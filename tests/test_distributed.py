@@ -8,51 +8,28 @@ off mid-flight may arrive twice; the receiver counts distinct webhook-ids.)
 from __future__ import annotations
 
 import concurrent.futures as cf
-import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.fixtures.db import TestDatabase, run_sql
+from tests.fixtures.db import run_sql
 from tests.fixtures.processes import ApiProcess, WorkerProcess
 from tests.fixtures.receiver import Receiver
 from tests.fixtures.server import ADMIN_KEY, make_settings
-from tests.fixtures.services import REDIS_URL, require_service
+from tests.fixtures.stack import production_stack, rabbitmqctl
 
 pytestmark = pytest.mark.slow
 EVENTS = 2000
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A fresh PostgreSQL database and RabbitMQ vhost; the environment of every process."""
-    for service in ("postgresql", "redis", "rabbitmq"):
-        require_service(service)
-    vhost = f"webhookd_test_{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", vhost)
-    rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    database = TestDatabase("postgresql", tmp_path)
-    try:
-        yield {
-            "WEBHOOKD_DATABASE_URL": database.url,
-            "WEBHOOKD_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
-            "WEBHOOKD_REDIS_URL": REDIS_URL,
-            "WEBHOOKD_LEASE_SECONDS": "3",
-            "WEBHOOKD_LOG_LEVEL": "WARNING",
-        }
-    finally:
-        database.drop()
-        subprocess.run(
-            ["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60
-        )
+    with production_stack(tmp_path) as env:
+        yield env
 
 
 @pytest.fixture

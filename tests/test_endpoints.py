@@ -14,6 +14,14 @@ ENDPOINT_FIELDS = {
     "event_types",
     "is_active",
     "description",
+    # the delivery policy (docs/DELIVERY.md)
+    "retry_schedule",
+    "rate_limit",
+    "headers",
+    "ordering",
+    "disabled_reason",
+    "circuit",
+    "failing_since",
     "created_at",
     "updated_at",
 }

@@ -57,21 +57,34 @@ def test_downgrade_to_base_and_up_again(tmp_path: Path) -> None:
     assert _diff(settings) == []
 
 
-def test_claim_index_is_partial(tmp_path: Path) -> None:
-    """The dispatcher's index holds only live deliveries, so claims stay cheap with history."""
+def test_claim_indexes_are_partial(tmp_path: Path) -> None:
+    """The dispatcher's index and an endpoint's live-delivery index hold only live
+    deliveries, so claims and breaker/FIFO lookups stay cheap however long the history."""
     db = tmp_path / "m.db"
     upgrade(Settings(database_url=f"sqlite:///{db}"))
     with sqlite3.connect(db) as conn:
-        (sql,) = conn.execute(
-            "select sql from sqlite_master where name = 'ix_deliveries_due'"
-        ).fetchone()
+        sql = dict(
+            conn.execute(
+                "select name, sql from sqlite_master where name in "
+                "('ix_deliveries_queue', 'ix_deliveries_open')"
+            ).fetchall()
+        )
         plan = " ".join(
             str(row[-1])
             for row in conn.execute(
                 "explain query plan select id from deliveries where next_attempt_at <= ? "
-                "order by next_attempt_at limit 100",
+                "order by queue_key limit 100",
                 ("2030-01-01",),
             )
         )
-    assert "WHERE next_attempt_at IS NOT NULL" in sql
-    assert "ix_deliveries_due" in plan
+        head = " ".join(
+            str(row[-1])
+            for row in conn.execute(
+                "explain query plan select min(id) from deliveries where endpoint_id = 1 "
+                "and status in ('pending', 'delivering', 'retrying')"
+            )
+        )
+    assert "WHERE next_attempt_at IS NOT NULL" in sql["ix_deliveries_queue"]
+    assert "WHERE status IN ('pending', 'delivering', 'retrying')" in sql["ix_deliveries_open"]
+    assert "ix_deliveries_queue" in plan
+    assert "ix_deliveries_open" in head

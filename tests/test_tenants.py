@@ -13,7 +13,16 @@ from tests.conftest import create_tenant
 from tests.fixtures.server import ADMIN_KEY
 
 TENANTS = "/api/v1/tenants"
-READ_FIELDS = {"id", "uid", "name", "email", "rate_limit", "api_key_prefix", "created_at"}
+READ_FIELDS = {
+    "id",
+    "uid",
+    "name",
+    "email",
+    "rate_limit",
+    "operational_webhook_url",
+    "api_key_prefix",
+    "created_at",
+}
 CREATED_FIELDS = READ_FIELDS | {"api_key", "secret_key"}
 
 

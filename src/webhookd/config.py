@@ -94,6 +94,15 @@ class Settings(BaseSettings):
     retry_base_delay: float = Field(default=1.0, ge=0)
     retry_max_delay: float = Field(default=32.0, ge=0)
     max_attempts: int = Field(default=7, ge=1, le=50)
+    # A receiver's Retry-After (429, 503) may push the next attempt back at most this far.
+    max_retry_after: float = Field(default=3600.0, ge=0, le=604_800)
+    # Circuit breaker per endpoint: opens after this many consecutive failures, for a
+    # cool-down that starts at breaker_cooldown and doubles up to breaker_max_cooldown.
+    breaker_threshold: int = Field(default=5, ge=1, le=1_000_000)
+    breaker_cooldown: float = Field(default=30.0, gt=0, le=86_400)
+    breaker_max_cooldown: float = Field(default=600.0, gt=0, le=604_800)
+    # An endpoint failing without a single success for this long is disabled ("failing").
+    auto_disable_after: float = Field(default=432_000.0, gt=0)
     run_workers: bool = True
 
     # Distributed workers (Celery on RabbitMQ, used when broker_url is set)

@@ -60,6 +60,32 @@ BROKER_PUBLISH_FAILURES = Counter(
     "Delivery wake-ups that could not be sent to the broker (workers poll for the rows).",
 )
 
+# Endpoint policy (docs/DELIVERY.md): no per-endpoint label, so their number stays fixed.
+DELIVERIES_THROTTLED = Counter(
+    "webhook_deliveries_throttled",
+    "Claimed deliveries handed back without an attempt, by reason: rate_limit (endpoint rate "
+    "limit), circuit_open (breaker open or a probe out), disabled (endpoint disabled), fifo "
+    "(waiting for the delivery before it).",
+    ["reason"],
+)
+BREAKER_TRANSITIONS = Counter(
+    "webhook_breaker_transitions",
+    "Endpoint circuit breaker transitions, by the state entered (open, half_open, closed).",
+    ["to"],
+)
+ENDPOINTS_DISABLED = Counter(
+    "webhook_endpoints_disabled",
+    "Endpoints disabled by webhookd, by reason (gone: answered 410; failing: no success for "
+    "WEBHOOKD_AUTO_DISABLE_AFTER).",
+    ["reason"],
+)
+for _reason in ("rate_limit", "circuit_open", "disabled", "fifo"):
+    DELIVERIES_THROTTLED.labels(reason=_reason)
+for _state in ("open", "half_open", "closed"):
+    BREAKER_TRANSITIONS.labels(to=_state)
+for _reason in ("gone", "failing"):
+    ENDPOINTS_DISABLED.labels(reason=_reason)
+
 
 OTHER = "other"  # the label value of what is over a label's budget
 

@@ -11,6 +11,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -43,6 +44,33 @@ class DeliveryStatus(enum.StrEnum):
 
 
 FAILING = "status IN ('retrying', 'dead')"  # the predicate of ix_deliveries_failing
+# A live delivery: not finished (the predicate of ix_deliveries_open). A live row with no
+# next_attempt_at is waiting: for its endpoint to be enabled, or for its turn (FIFO).
+OPEN = "status IN ('pending', 'delivering', 'retrying')"
+LIVE_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.DELIVERING, DeliveryStatus.RETRYING)
+
+
+class Ordering(enum.StrEnum):
+    UNORDERED = "unordered"
+    FIFO = "fifo"  # one delivery at a time, in publish order
+
+
+class Circuit(enum.StrEnum):
+    CLOSED = "closed"  # deliveries go out
+    OPEN = "open"  # none go out until circuit_until
+    HALF_OPEN = "half_open"  # one probe is out; its result closes or reopens the circuit
+
+
+class DisabledReason(enum.StrEnum):
+    GONE = "gone"  # the endpoint answered 410
+    FAILING = "failing"  # no success for WEBHOOKD_AUTO_DISABLE_AFTER
+
+
+class EndpointKind(enum.StrEnum):
+    WEBHOOK = "webhook"
+    # The tenant's operational webhook (tenant.operational_webhook_url): hidden from the
+    # endpoint API, never routed published events.
+    OPERATIONAL = "operational"
 
 
 def PublicId() -> Mapped[uuid.UUID]:  # noqa: N802 - a column, spelled like one
@@ -70,6 +98,9 @@ class Tenant(Base):
     previous_secret_expires_at: Mapped[dt.datetime | None] = mapped_column(
         UTCDateTime, nullable=True
     )
+    # Where webhookd sends the tenant endpoint.disabled / endpoint.enabled /
+    # delivery.dead_lettered notices (docs/DELIVERY.md).
+    operational_webhook_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -85,6 +116,26 @@ class Endpoint(Base):
     event_types: Mapped[list[str]] = mapped_column(JSON, default=list)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     description: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    kind: Mapped[str] = mapped_column(
+        String(16), default=EndpointKind.WEBHOOK, server_default=EndpointKind.WEBHOOK.value
+    )
+    # Delivery policy (docs/DELIVERY.md); null: the global default.
+    retry_schedule: Mapped[list[float] | None] = mapped_column(JSON, nullable=True)
+    rate_limit: Mapped[float | None] = mapped_column(Float, nullable=True)  # deliveries/s
+    headers_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)  # Fernet, JSON
+    ordering: Mapped[str] = mapped_column(
+        String(16), default=Ordering.UNORDERED, server_default=Ordering.UNORDERED.value
+    )
+    # Health, shared by every delivering process (delivery/health.py).
+    disabled_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    circuit: Mapped[str] = mapped_column(
+        String(16), default=Circuit.CLOSED, server_default=Circuit.CLOSED.value
+    )
+    circuit_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    circuit_cooldown: Mapped[float | None] = mapped_column(Float, nullable=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -99,18 +150,22 @@ class Event(Base):
     event_id: Mapped[str] = mapped_column(String(255))
     event_type: Mapped[str] = mapped_column(String(255))
     payload: Mapped[Any] = mapped_column(JSON)
+    # An operational notice to the tenant (endpoint.disabled, ...): not listed in the API.
+    operational: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
-        # The dispatcher's claim query: due rows by time, among the claimable states.
+        # An endpoint's live deliveries in publish order: the head of a FIFO endpoint, the
+        # rows a breaker defers or an enable releases.
         Index(
-            "ix_deliveries_due",
-            "next_attempt_at",
-            sqlite_where=text("next_attempt_at IS NOT NULL"),
-            postgresql_where=text("next_attempt_at IS NOT NULL"),
+            "ix_deliveries_open",
+            "endpoint_id",
+            "id",
+            sqlite_where=text(OPEN),
+            postgresql_where=text(OPEN),
         ),
         # The claim order: live rows by queue_key (fair across tenants, see
         # delivery/fairness.py), with the columns the claim filters on, so that skipping

@@ -1,7 +1,9 @@
-"""Per-tenant token bucket: capacity ``rate_limit``, refilled at ``rate_limit / 60`` tokens/s.
+"""Token buckets: per tenant (publishes) and per endpoint (deliveries).
 
-``RateLimiter`` is the seam: the in-memory bucket here serves one process; a Redis bucket
-(one atomic script per check) implements the same protocol for several API processes.
+Tenant buckets hold ``rate_limit`` tokens, refilled at ``rate_limit / 60`` tokens/s; endpoint
+buckets hold ``endpoint_burst(rate)`` tokens, refilled at ``rate`` tokens/s. ``RateLimiter``
+and ``EndpointLimiter`` are the seams: the in-memory buckets here serve one process; the Redis
+ones (one shared atomic script per round trip) serve every process alike.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Generic, Literal, Protocol, TypeVar
 
 import redis.asyncio
 import structlog
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from webhookd.config import Settings
 
 log = structlog.get_logger("webhookd.ratelimit")
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,22 +57,47 @@ class RateLimiter(Protocol):
     async def close(self) -> None: ...
 
 
+class EndpointLimiter(Protocol):
+    async def take(self, key: str, rate: float) -> float:
+        """Take a token from ``key``'s bucket (``rate`` per second): 0.0 when one was taken,
+        else the seconds until one will be available (> 0)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 def refill(tokens: float, updated: float, now: float, capacity: float, rate: float) -> float:
     """Pure bucket step: the tokens of a bucket of ``capacity`` refilled at ``rate`` per
     second since ``updated``."""
     return min(capacity, tokens + (now - updated) * rate)
 
 
-def take_token(tokens: float, updated: float, now: float, limit: int) -> tuple[bool, float, float]:
-    """Pure bucket step of a per-minute limit: refill since ``updated``, try to take one token.
-
-    Returns (allowed, tokens_left, seconds_until_next_token).
-    """
-    rate = limit / 60.0
-    tokens = refill(tokens, updated, now, float(limit), rate)
+def take_tokens(
+    tokens: float, updated: float, now: float, capacity: float, rate: float
+) -> tuple[bool, float, float]:
+    """Pure bucket step: refill since ``updated`` (capped at ``capacity``), try to take one
+    token. Returns (allowed, tokens_left, seconds_until_next_token)."""
+    tokens = refill(tokens, updated, now, capacity, rate)
     if tokens >= 1.0:
         return True, tokens - 1.0, 0.0
     return False, tokens, (1.0 - tokens) / rate
+
+
+def take_token(tokens: float, updated: float, now: float, limit: int) -> tuple[bool, float, float]:
+    """Pure bucket step of a per-minute limit: ``take_tokens`` with capacity ``limit`` and
+    ``limit / 60`` tokens/s. Returns (allowed, tokens_left, seconds_until_next_token)."""
+    return take_tokens(tokens, updated, now, float(limit), limit / 60.0)
+
+
+def endpoint_burst(rate: float) -> float:
+    """Capacity of an endpoint's bucket at ``rate`` deliveries/s: 5 % of the rate, at least
+    one, so any 1-second window lets through at most ``rate + endpoint_burst(rate)``."""
+    return max(1.0, rate * 0.05)
+
+
+def _check_rate(rate: float) -> None:
+    if not (rate > 0 and math.isfinite(rate)):
+        raise ValueError(f"rate must be a positive number of deliveries per second, not {rate!r}")
 
 
 class MemoryRateLimiter:
@@ -89,27 +118,52 @@ class MemoryRateLimiter:
         self._buckets.clear()
 
 
-# Bucket steps, atomically, on the Redis server's clock (so every API process agrees): one
-# per key, in order (the same key may come several times). KEYS[i] = bucket hash
-# {tokens, ts}; ARGV[i] = its limit (capacity; refill limit/60 per second). Returns, per
-# key: allowed (0/1), remaining tokens (floor), seconds until the next token (string).
+class MemoryEndpointLimiter:
+    """Endpoint token buckets in this process's memory. A bucket follows the rate of its
+    latest take (tokens above the new capacity are dropped)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    async def take(self, key: str, rate: float) -> float:
+        return self.take_now(key, rate)
+
+    def take_now(self, key: str, rate: float) -> float:
+        """``take`` without the coroutine."""
+        _check_rate(rate)
+        capacity = endpoint_burst(rate)
+        now = self._clock()
+        tokens, updated = self._buckets.get(key, (capacity, now))
+        allowed, tokens, wait = take_tokens(tokens, updated, now, capacity, rate)
+        self._buckets[key] = (tokens, now)
+        return 0.0 if allowed else wait
+
+    async def close(self) -> None:
+        self._buckets.clear()
+
+
+# Bucket steps, atomically, on the Redis server's clock (so every process agrees): one per
+# key, in order (the same key may come several times). KEYS[i] = bucket hash {tokens, ts};
+# ARGV[2i-1], ARGV[2i] = its capacity and its refill in tokens per second. Returns, per key:
+# allowed (0/1), remaining tokens (floor), seconds until the next token (string).
 BUCKET_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local out = {}
 for i = 1, #KEYS do
-  local limit = tonumber(ARGV[i])
-  local rate = limit / 60.0
+  local capacity = tonumber(ARGV[2 * i - 1])
+  local rate = tonumber(ARGV[2 * i])
   local state = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
   local tokens = tonumber(state[1])
   local ts = tonumber(state[2])
   if tokens == nil or ts == nil then
-    tokens = limit
+    tokens = capacity
     ts = now
   end
   local elapsed = now - ts
   if elapsed < 0 then elapsed = 0 end
-  tokens = math.min(limit, tokens + elapsed * rate)
+  tokens = math.min(capacity, tokens + elapsed * rate)
   local allowed = 0
   local wait = 0
   if tokens >= 1 then
@@ -121,7 +175,8 @@ for i = 1, #KEYS do
   redis.call('HSET', KEYS[i], 'tokens', string.format('%.17g', tokens),
              'ts', string.format('%.6f', now))
   -- Gone once it would be full again anyway (a missing bucket starts full), plus a margin.
-  redis.call('PEXPIRE', KEYS[i], math.ceil((limit - tokens) / rate * 1000) + 5000)
+  redis.call('PEXPIRE', KEYS[i],
+             string.format('%d', math.ceil((capacity - tokens) / rate * 1000) + 5000))
   out[#out + 1] = allowed
   out[#out + 1] = math.floor(tokens)
   out[#out + 1] = string.format('%.6f', wait)
@@ -131,19 +186,118 @@ return out
 
 UNAVAILABLE_MESSAGE = "rate limiter unavailable; try again shortly"
 _LOG_EVERY = 10.0  # seconds between two ratelimit.redis_unavailable warnings of one limiter
+_MIN_WAIT = 1e-6  # a refusal never answers 0 s (the script rounds its waits to microseconds)
+
+# A bucket step waiting for Redis: key (without the prefix), capacity, rate, its answer.
+_Step = tuple[str, float, float, asyncio.Future[R]]
 
 
-class RedisRateLimiter:
-    """Token buckets in Redis, shared by every API process: one atomic Lua script per round
-    trip. The checks waiting while a round trip is in flight go together in the next one
-    (in arrival order, each bucket step as if alone): a Redis call costs the API far more
-    CPU than the script costs Redis, so under load one call serves many publishes.
+class _RedisBuckets(Generic[R]):
+    """Token buckets in Redis, by one atomic BUCKET_SCRIPT per round trip. The steps waiting
+    while a round trip is in flight go together in the next one (in arrival order, each as if
+    alone): a Redis call costs this process far more CPU than the script costs Redis.
+
+    Subclasses turn a step's outcome into an answer (``_answer``) and decide what a Redis
+    failure gives (``_fallback``, which may raise an ``AppError`` for the caller)."""
+
+    MAX_BATCH = 500
+
+    def __init__(self, url: str, *, timeout: float, prefix: str) -> None:
+        self.timeout = timeout
+        self.prefix = prefix
+        self._client = redis.asyncio.Redis.from_url(
+            url,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),  # one try: a dead Redis must not hold a caller
+        )
+        self._script = self._client.register_script(BUCKET_SCRIPT)
+        self._last_log = -math.inf
+        self._unlogged = 0
+        self._waiting: list[_Step[R]] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    def _answer(self, step: _Step[R], allowed: bool, remaining: int, wait: float) -> R:
+        raise NotImplementedError
+
+    def _fallback(self, step: _Step[R], exc: Exception) -> R:
+        raise NotImplementedError
+
+    def _submit(self, key: str, capacity: float, rate: float) -> asyncio.Future[R]:
+        """Queue one bucket step; its answer comes with the next round trip."""
+        network_wait("a Redis rate-limit check")
+        answer: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.append((key, capacity, rate, answer))
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._drain(), name="webhookd-ratelimit")
+        return answer
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch = self._waiting[: self.MAX_BATCH]
+                del self._waiting[: self.MAX_BATCH]
+                try:
+                    await self._check(batch)
+                finally:  # cancelled (closed) mid-call: no caller waits forever
+                    for *_, answer in batch:
+                        answer.cancel()  # a no-op on the answered ones
+        finally:
+            self._runner = None
+
+    async def _check(self, batch: list[_Step[R]]) -> None:
+        try:
+            # Socket timeouts bound each step; this bounds the whole call (connect + eval).
+            async with asyncio.timeout(4 * self.timeout):
+                flat = await self._script(
+                    keys=[self.prefix + key for key, *_ in batch],
+                    args=[arg for _, capacity, rate, _ in batch for arg in (capacity, rate)],
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            for step in batch:
+                answer = step[3]
+                if answer.done():  # a caller that went away (or stopped waiting)
+                    continue
+                try:
+                    answer.set_result(self._fallback(step, exc))
+                except AppError as refused:
+                    answer.set_exception(refused)
+            return
+        for n, step in enumerate(batch):
+            allowed, remaining, wait = flat[3 * n : 3 * n + 3]
+            if not step[3].done():
+                step[3].set_result(self._answer(step, bool(allowed), int(remaining), float(wait)))
+
+    def _count_failure(self, exc: Exception, **fields: object) -> None:
+        """Count a failed step; warn at most once per ``_LOG_EVERY`` seconds."""
+        metrics.RATE_LIMITER_ERRORS.inc()
+        self._unlogged += 1
+        now = time.monotonic()
+        if now - self._last_log >= _LOG_EVERY:  # an outage must not flood the logs
+            log.warning(
+                "ratelimit.redis_unavailable",
+                error=type(exc).__name__,
+                detail=str(exc)[:200],
+                **fields,
+                failures=self._unlogged,
+            )
+            self._last_log, self._unlogged = now, 0
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+        for *_, answer in self._waiting:
+            answer.cancel()
+        self._waiting.clear()
+        await self._client.aclose()
+
+
+class RedisRateLimiter(_RedisBuckets[Decision]):
+    """Tenant token buckets in Redis, shared by every API process, batched per round trip.
 
     When Redis fails (down, slow beyond ``timeout``, erroring), ``failure_mode`` decides:
     ``"open"`` lets the request through, ``"closed"`` refuses it with a 503.
     """
-
-    MAX_BATCH = 500
 
     def __init__(
         self,
@@ -155,75 +309,22 @@ class RedisRateLimiter:
     ) -> None:
         if failure_mode not in ("open", "closed"):
             raise ValueError(f"failure_mode must be 'open' or 'closed', not {failure_mode!r}")
+        super().__init__(url, timeout=timeout, prefix=prefix)
         self.failure_mode = failure_mode
-        self.timeout = timeout
-        self.prefix = prefix
-        self._client = redis.asyncio.Redis.from_url(
-            url,
-            socket_connect_timeout=timeout,
-            socket_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),  # one try: a dead Redis must not hold a request
-        )
-        self._script = self._client.register_script(BUCKET_SCRIPT)
-        self._last_log = -math.inf
-        self._unlogged = 0
-        self._waiting: list[tuple[str, int, asyncio.Future[Decision]]] = []
-        self._runner: asyncio.Task[None] | None = None
 
     async def acquire(self, key: str, limit: int) -> Decision:
-        answer: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
-        self._waiting.append((key, limit, answer))
-        if self._runner is None:
-            self._runner = asyncio.create_task(self._drain(), name="webhookd-ratelimit")
-        return await answer
+        return await self._submit(key, limit, limit / 60.0)
 
-    async def _drain(self) -> None:
-        try:
-            while self._waiting:
-                batch = self._waiting[: self.MAX_BATCH]
-                del self._waiting[: self.MAX_BATCH]
-                await self._check(batch)
-        finally:
-            self._runner = None
+    def _answer(
+        self, step: _Step[Decision], allowed: bool, remaining: int, wait: float
+    ) -> Decision:
+        return Decision(allowed, int(step[1]), remaining, wait)
 
-    async def _check(self, batch: list[tuple[str, int, asyncio.Future[Decision]]]) -> None:
-        network_wait("a Redis rate-limit check")
-        try:
-            # Socket timeouts bound each step; this bounds the whole call (connect + eval).
-            async with asyncio.timeout(4 * self.timeout):
-                flat = await self._script(
-                    keys=[self.prefix + key for key, _, _ in batch],
-                    args=[limit for _, limit, _ in batch],
-                )
-        except (RedisError, OSError, TimeoutError) as exc:
-            for _, limit, answer in batch:
-                try:
-                    decision = self._unavailable(exc, limit)
-                except AppError as refused:
-                    if not answer.done():
-                        answer.set_exception(refused)
-                    continue
-                if not answer.done():
-                    answer.set_result(decision)
-            return
-        for n, (_, limit, answer) in enumerate(batch):
-            allowed, remaining, wait = flat[3 * n : 3 * n + 3]
-            if not answer.done():  # a request that went away cancelled its wait
-                answer.set_result(Decision(bool(allowed), limit, int(remaining), float(wait)))
+    def _fallback(self, step: _Step[Decision], exc: Exception) -> Decision:
+        return self._unavailable(exc, int(step[1]))
 
     def _unavailable(self, exc: Exception, limit: int) -> Decision:
-        metrics.RATE_LIMITER_ERRORS.inc()
-        self._unlogged += 1
-        now = time.monotonic()
-        if now - self._last_log >= _LOG_EVERY:  # an outage must not flood the logs
-            log.warning(
-                "ratelimit.redis_unavailable",
-                error=type(exc).__name__,
-                detail=str(exc)[:200],
-                failure_mode=self.failure_mode,
-                failures=self._unlogged,
-            )
-            self._last_log, self._unlogged = now, 0
+        self._count_failure(exc, failure_mode=self.failure_mode)
         if self.failure_mode == "closed":
             raise AppError(
                 UNAVAILABLE_MESSAGE,
@@ -233,13 +334,38 @@ class RedisRateLimiter:
             ) from exc
         return Decision(True, limit, max(0, limit - 1), 0.0)
 
+
+class RedisEndpointLimiter(_RedisBuckets[float]):
+    """Endpoint token buckets in Redis (key ``prefix + "endpoint:" + key``), shared by every
+    worker, batched per round trip. A take never waits more than about ``timeout``: when Redis
+    fails or is slower, that take is answered by a bucket in this process's memory."""
+
+    def __init__(
+        self, url: str, *, timeout: float = 0.25, prefix: str = "webhookd:ratelimit:"
+    ) -> None:
+        super().__init__(url, timeout=timeout, prefix=prefix)
+        self._memory = MemoryEndpointLimiter()
+
+    async def take(self, key: str, rate: float) -> float:
+        _check_rate(rate)
+        step_key = "endpoint:" + key
+        answer = self._submit(step_key, endpoint_burst(rate), rate)
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await answer  # a timeout cancels it: the round trip then skips it
+        except TimeoutError as exc:
+            return self._fallback((step_key, endpoint_burst(rate), rate, answer), exc)
+
+    def _answer(self, step: _Step[float], allowed: bool, remaining: int, wait: float) -> float:
+        return 0.0 if allowed else max(_MIN_WAIT, wait)
+
+    def _fallback(self, step: _Step[float], exc: Exception) -> float:
+        self._count_failure(exc, limiter="endpoint", failure_mode="open")
+        return self._memory.take_now(step[0], step[2])
+
     async def close(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-        for *_, answer in self._waiting:
-            answer.cancel()
-        self._waiting.clear()
-        await self._client.aclose()
+        await super().close()
+        await self._memory.close()
 
 
 def create_rate_limiter(settings: Settings) -> RateLimiter:
@@ -252,3 +378,15 @@ def create_rate_limiter(settings: Settings) -> RateLimiter:
             prefix=settings.rate_limit_redis_prefix,
         )
     return MemoryRateLimiter()
+
+
+def create_endpoint_limiter(settings: Settings) -> EndpointLimiter:
+    """Endpoint buckets in Redis when ``redis_url`` is set (the tenant limiter's timeout and
+    prefix), else in-memory ones."""
+    if settings.redis_url:
+        return RedisEndpointLimiter(
+            settings.redis_url,
+            timeout=settings.rate_limit_redis_timeout,
+            prefix=settings.rate_limit_redis_prefix,
+        )
+    return MemoryEndpointLimiter()

@@ -34,7 +34,13 @@ from webhookd.event.batcher import PublishBatcher
 from webhookd.queue.base import DeliveryQueue
 from webhookd.queue.celery import CeleryQueue, create_celery
 from webhookd.queue.inprocess import DatabaseOnlyQueue, InProcessQueue
-from webhookd.ratelimit import MemoryRateLimiter, RateLimiter, create_rate_limiter
+from webhookd.ratelimit import (
+    EndpointLimiter,
+    MemoryRateLimiter,
+    RateLimiter,
+    create_endpoint_limiter,
+    create_rate_limiter,
+)
 from webhookd.security import ServerSecrets, resolve_server_secrets
 from webhookd.tenant.keycache import ApiKeyCache, lookup_tenant
 from webhookd.throttle import FailureThrottle
@@ -57,6 +63,7 @@ class Runtime:
     auth_throttle: FailureThrottle
     client: aiohttp.ClientSession | None = None  # where this process delivers
     engine: DeliveryEngine | None = None
+    endpoint_limiter: EndpointLimiter | None = None  # endpoints' rate limits, where delivering
 
 
 @contextlib.asynccontextmanager
@@ -75,12 +82,14 @@ async def build_runtime(
     store = create_store(db.engine.dialect.name, decrypt=secrets.box.decrypt_cached)
     client: aiohttp.ClientSession | None = None
     engine: DeliveryEngine | None = None
+    endpoint_limiter: EndpointLimiter | None = None
     queue: DeliveryQueue
     if role == "api" and settings.broker_url:
         queue = CeleryQueue(create_celery(settings))  # Celery workers deliver
     elif role == "worker" or settings.run_workers:
         client = create_client(settings)
-        engine = DeliveryEngine(settings, db, store, client, policy)
+        endpoint_limiter = create_endpoint_limiter(settings)
+        engine = DeliveryEngine(settings, db, store, client, policy, endpoint_limiter)
         queue = InProcessQueue(engine)
     else:
         queue = DatabaseOnlyQueue()  # other processes deliver
@@ -101,6 +110,7 @@ async def build_runtime(
         auth_throttle=FailureThrottle(settings.auth_failures_per_minute),
         client=client,
         engine=engine,
+        endpoint_limiter=endpoint_limiter,
     )
     try:
         await queue.start()
@@ -111,6 +121,8 @@ async def build_runtime(
         await runtime.publisher.stop()
         await queue.stop()
         await runtime.rate_limiter.close()
+        if endpoint_limiter is not None:
+            await endpoint_limiter.close()
         if client is not None:
             await client.close()
         await db.dispose()

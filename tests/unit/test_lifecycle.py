@@ -23,7 +23,13 @@ POLICY = EndpointPolicy(
 KEY = 1_700_000_000_000_000
 
 
-def outcome(attempt: int, *, status: int | None, retry_after: float | None = None) -> Outcome:
+def outcome(
+    attempt: int,
+    *,
+    status: int | None,
+    retry_after: float | None = None,
+    schedule: tuple[float, ...] | None = None,
+) -> Outcome:
     job = Job(
         delivery_id=7,
         tenant_id=1,
@@ -38,6 +44,7 @@ def outcome(attempt: int, *, status: int | None, retry_after: float | None = Non
         attempt_number=attempt,
         cycle=1,
         queue_key=KEY,
+        retry_schedule=schedule,
     )
     ok = status is not None and 200 <= status < 300
     return Outcome(
@@ -131,3 +138,50 @@ def test_errors_are_cut_to_the_limit() -> None:
     t = lifecycle.after_attempt(result, POLICY, NOW)
     assert len(t.values["last_error"]) == lifecycle.ERROR_LIMIT
     assert len(lifecycle.dead_letter_row(result, NOW)["last_error"]) == lifecycle.ERROR_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("attempt", "schedule", "expected", "retry_in"),
+    [
+        (1, (3600.0, 86400.0), DeliveryStatus.RETRYING, 3600.0),  # the endpoint's own
+        (2, (3600.0, 86400.0), DeliveryStatus.RETRYING, 86400.0),  # days: held in the row
+        (3, (3600.0, 86400.0), DeliveryStatus.DEAD, None),  # its length sets the attempts
+        (4, (5.0,) * 10, DeliveryStatus.RETRYING, 5.0),  # longer than the default
+        (1, None, DeliveryStatus.RETRYING, 1.0),  # unset: the default schedule
+    ],
+)
+def test_an_endpoint_schedule_replaces_the_default(
+    attempt: int,
+    schedule: tuple[float, ...] | None,
+    expected: DeliveryStatus,
+    retry_in: float | None,
+) -> None:
+    t = lifecycle.after_attempt(outcome(attempt, status=500, schedule=schedule), POLICY, NOW)
+    assert (t.status, t.retry_in) == (expected, retry_in)
+
+
+@pytest.mark.parametrize("attempt", [1, 4])  # even the last attempt is not dead-lettered
+def test_410_leaves_the_delivery_waiting_for_the_enable(attempt: int) -> None:
+    t = lifecycle.after_attempt(outcome(attempt, status=410), POLICY, NOW)
+    assert t.status == DeliveryStatus.RETRYING and not t.dead_lettered and not t.finished
+    assert t.values["next_attempt_at"] is None and t.retry_in is None
+    assert t.values["attempt_count"] == attempt and t.values["last_status_code"] == 410
+
+
+@pytest.mark.parametrize(
+    ("attempt", "until", "status", "key"),
+    [
+        (1, NOW + dt.timedelta(seconds=30), DeliveryStatus.PENDING, to_key(NOW) + 30_000_000),
+        (3, NOW + dt.timedelta(seconds=1), DeliveryStatus.RETRYING, to_key(NOW) + 1_000_000),
+        (1, None, DeliveryStatus.PENDING, KEY),  # waiting: keeps its place
+        (2, None, DeliveryStatus.RETRYING, KEY),
+    ],
+)
+def test_put_back_uses_no_attempt(
+    attempt: int, until: dt.datetime | None, status: DeliveryStatus, key: int
+) -> None:
+    values = lifecycle.put_back(outcome(attempt, status=None).job, until, NOW)
+    assert set(values) == set(lifecycle.PUT_BACK_COLUMNS)
+    assert "attempt_count" not in values
+    assert values["status"] == status and values["next_attempt_at"] == until
+    assert values["queue_key"] == key and values["lease_owner"] is None

@@ -48,8 +48,11 @@ def build_body(job: Job) -> bytes:
 
 
 def build_headers(job: Job, body: bytes, timestamp: int) -> dict[str, str]:
-    headers = signature_headers(
-        secret=job.secrets, msg_id=job.message_id, timestamp=timestamp, body=body
+    """The endpoint's custom headers, then webhookd's own (which no custom header may
+    replace: the API refuses their names)."""
+    headers = dict(job.headers) if job.headers else {}
+    headers.update(
+        signature_headers(secret=job.secrets, msg_id=job.message_id, timestamp=timestamp, body=body)
     )
     headers["Content-Type"] = "application/json"
     headers["X-Webhook-Event-Type"] = job.event_type

@@ -1,10 +1,12 @@
 """The delivery engine: claim due deliveries, send them concurrently, record results.
 
 - The dispatcher claims batches with a lease (never more than ``delivery_concurrency`` in
-  flight, never more than the policy's ``max_in_flight`` to one endpoint) in fair order
-  across tenants (delivery/fairness.py), and sleeps until woken: by a publish, by a retry
-  falling due, by a saturated endpoint finishing an attempt, or by the poll timer (which
-  also picks up leases left behind by a dead process).
+  flight, never more than an endpoint's cap to one endpoint: delivery/concurrency.py) in
+  fair order across tenants (delivery/fairness.py), and sleeps until woken: by a publish,
+  by a retry falling due, by a saturated endpoint finishing an attempt, or by the poll
+  timer (which also picks up leases left behind by a dead process). The claim hands back
+  what the endpoint's health or FIFO turn holds back; the dispatcher hands back what the
+  endpoint's rate limit holds back (delivery/policy.py, docs/DELIVERY.md).
 - Each claimed delivery is one asyncio task running :func:`perform_attempt`.
 - A single writer records finished attempts in batches, one transaction per batch.
 A crash at any point leaves rows that become due again when their lease expires. The same
@@ -31,12 +33,15 @@ from webhookd import metrics
 from webhookd.config import Settings
 from webhookd.db import Database, utcnow
 from webhookd.delivery.attempt import perform_attempt
+from webhookd.delivery.concurrency import EndpointCaps
+from webhookd.delivery.health import Change
 from webhookd.delivery.job import Job, Outcome
 from webhookd.delivery.lifecycle import Transition
 from webhookd.delivery.policy import EndpointPolicy
-from webhookd.delivery.store import DeliveryStore
+from webhookd.delivery.store import DeliveryStore, PutBack, Recorded
 from webhookd.logging import log_failure
 from webhookd.models import DeliveryStatus
+from webhookd.ratelimit import EndpointLimiter
 
 log = structlog.get_logger("webhookd.delivery")
 
@@ -56,12 +61,15 @@ class DeliveryEngine:
         store: DeliveryStore,
         client: aiohttp.ClientSession,
         policy: EndpointPolicy,
+        limiter: EndpointLimiter | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.store = store
         self.client = client
         self.policy = policy
+        self.limiter = limiter
+        self.caps = EndpointCaps(slots=settings.delivery_concurrency, max_cap=policy.max_in_flight)
         self.owner = worker_id()
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -124,9 +132,11 @@ class DeliveryEngine:
                 lease=dt.timedelta(seconds=self.settings.lease_seconds),
                 limit=limit,
                 in_flight=self._by_endpoint,
-                endpoint_cap=self.policy.max_in_flight,
+                endpoint_caps=self.caps.cap,
                 search_past_saturated=self._search_past_saturated,
             )
+        self._handed_back(claim.put_back)
+        report(claim.changes)
         self._held_back = claim.held_back
         if claim.exhausted:
             self._search_past_saturated = False
@@ -135,7 +145,47 @@ class DeliveryEngine:
         # poll (with an instant receiver, all of an endpoint's attempts can end meanwhile).
         if any(self._has_room(endpoint_id) for endpoint_id in claim.held_back):
             self._wake.set()
-        return claim.jobs
+        for job in claim.jobs:
+            self.caps.ordering(job.endpoint_id, fifo=job.fifo)
+        return await self._throttle(claim.jobs)
+
+    async def _throttle(self, jobs: list[Job]) -> list[Job]:
+        """Hand back the jobs their endpoint's rate limit does not let out now, each due
+        when its token should be there (an endpoint's k-th refusal one more token later),
+        without using an attempt."""
+        limited = [job for job in jobs if job.rate_limit is not None]
+        if self.limiter is None or not limited:
+            return jobs
+        limiter = self.limiter
+        waits = await asyncio.gather(
+            *(limiter.take(str(job.endpoint_id), job.rate_limit or 0.0) for job in limited)
+        )
+        now = utcnow()
+        refused: collections.Counter[int] = collections.Counter()
+        back: list[PutBack] = []
+        for job, wait in zip(limited, waits, strict=True):
+            if wait > 0 and job.rate_limit:
+                later = wait + refused[job.endpoint_id] / job.rate_limit
+                refused[job.endpoint_id] += 1
+                back.append(PutBack(job, now + dt.timedelta(seconds=later), "rate_limit"))
+        if not back:
+            return jobs
+        async with self.db.write_connection() as conn:
+            await self.store.put_back(conn, owner=self.owner, items=back, now=now)
+        self._handed_back(back)
+        refused_ids = {p.job.delivery_id for p in back}
+        return [job for job in jobs if job.delivery_id not in refused_ids]
+
+    def _handed_back(self, items: list[PutBack]) -> None:
+        """Count what a claim handed back and wake up when the first of it falls due."""
+        if not items:
+            return
+        for p in items:
+            metrics.DELIVERIES_THROTTLED.labels(reason=p.reason).inc()
+        times = [p.until for p in items if p.until is not None]
+        if times:
+            delay = (min(times) - utcnow()).total_seconds()
+            asyncio.get_running_loop().call_later(max(0.0, delay), self.wake)
 
     # -- dispatcher --------------------------------------------------------------------------
 
@@ -175,6 +225,7 @@ class DeliveryEngine:
 
     async def _attempt(self, job: Job) -> None:
         outcome = await attempt(self.client, job, self.settings)
+        self.caps.finished(job.endpoint_id, outcome.duration_ms / 1000)
         self._endpoint_done(job.endpoint_id)
         self._results.put_nowait(outcome)
 
@@ -193,7 +244,7 @@ class DeliveryEngine:
 
     def _has_room(self, endpoint_id: int) -> bool:
         """A quarter of the endpoint's slots (at least one) are free."""
-        cap = self.policy.max_in_flight
+        cap = self.caps.cap(endpoint_id)
         return self._by_endpoint[endpoint_id] <= cap - max(1, cap // 4)
 
     # -- writer ------------------------------------------------------------------------------
@@ -221,11 +272,13 @@ class DeliveryEngine:
                 self._slot_freed.set()
 
     async def _record(self, batch: list[Outcome]) -> None:
-        transitions = await record(self.db, self.store, self.owner, batch, self.policy)
+        recorded = await record(self.db, self.store, self.owner, batch, self.policy)
         loop = asyncio.get_running_loop()
-        for t in transitions:
-            if t.status == DeliveryStatus.RETRYING:
-                loop.call_later(t.retry_in or 0.0, self.wake)
+        for t in recorded.transitions:
+            if t.status == DeliveryStatus.RETRYING and t.retry_in is not None:
+                loop.call_later(t.retry_in, self.wake)
+        if recorded.woken:
+            self.wake()
 
 
 async def attempt(client: aiohttp.ClientSession, job: Job, settings: Settings) -> Outcome:
@@ -246,15 +299,32 @@ async def attempt(client: aiohttp.ClientSession, job: Job, settings: Settings) -
     return outcome
 
 
+def report(changes: list[tuple[Job, Change]]) -> None:
+    """Log and count endpoint health transitions."""
+    for job, change in changes:
+        context = {"tenant_id": job.tenant_ref, "endpoint_id": job.endpoint_ref}
+        if change in (Change.DISABLED_GONE, Change.DISABLED_FAILING):
+            metrics.ENDPOINTS_DISABLED.labels(reason=change.value).inc()
+            log.error("endpoint.disabled", **context, reason=change.value)
+        else:
+            metrics.BREAKER_TRANSITIONS.labels(to=change.value).inc()
+            event = "endpoint.circuit_" + change.value
+            if change is Change.OPENED:
+                log.warning(event, **context)
+            else:
+                log.info(event, **context)
+
+
 async def record(
     db: Database, store: DeliveryStore, owner: str, outcomes: list[Outcome], policy: EndpointPolicy
-) -> list[Transition]:
+) -> Recorded:
     """Record a batch of outcomes in one transaction, then log each transition."""
     async with db.write_connection() as conn:
-        transitions = await store.record_outcomes(
+        recorded = await store.record_outcomes(
             conn, owner=owner, outcomes=outcomes, policy=policy, now=utcnow()
         )
-    for t in transitions:
+    report(recorded.changes)
+    for t in recorded.transitions:
         job = t.outcome.job
         context = {
             "delivery_id": job.message_id,
@@ -266,6 +336,8 @@ async def record(
         }
         if t.status == DeliveryStatus.SUCCEEDED:
             log.info("delivery.succeeded", **context, status=t.outcome.response_status)
+        elif t.status == DeliveryStatus.RETRYING and t.retry_in is None:
+            log.warning("delivery.waiting", **context, error=t.outcome.summary)
         elif t.status == DeliveryStatus.RETRYING:
             log.warning(
                 "delivery.retry_scheduled", **context, error=t.outcome.summary, retry_in=t.retry_in
@@ -273,7 +345,7 @@ async def record(
         else:
             metrics.dead_lettered(job.tenant_ref)
             log.error("delivery.dead_lettered", **context, error=t.outcome.summary)
-    return transitions
+    return recorded
 
 
 async def deliver_due(
@@ -293,7 +365,7 @@ async def deliver_due(
     while True:
         async with db.write_connection() as conn:
             claim = await store.claim_due(conn, owner=owner, now=utcnow(), lease=lease, limit=batch)
-        if not claim.jobs:
+        if not claim.jobs and not claim.put_back:
             return done
         outcomes = await asyncio.gather(*(attempt(client, job, settings) for job in claim.jobs))
-        done += await record(db, store, owner, list(outcomes), policy)
+        done += (await record(db, store, owner, list(outcomes), policy)).transitions

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from webhookd.delivery.health import HEALTHY, Health
+from webhookd.models import DeliveryStatus
 
 
 @dataclass(slots=True)
@@ -29,6 +32,18 @@ class Job:
     message_id: str = ""
     tenant_ref: str = ""  # the tenant's public id (tnt_…), for logs and metrics
     endpoint_ref: str = ""  # the endpoint's (ep_…)
+    # The endpoint's policy fields (None: the default) and health when claimed.
+    retry_schedule: tuple[float, ...] | None = None
+    rate_limit: float | None = None  # deliveries per second
+    headers: dict[str, str] | None = None  # custom headers, sent before webhookd's own
+    fifo: bool = False
+    operational: bool = False  # to the tenant's operational webhook
+    health: Health = field(default=HEALTHY)
+
+    @property
+    def waiting_status(self) -> DeliveryStatus:
+        """The status of this delivery when handed back unattempted."""
+        return DeliveryStatus.PENDING if self.attempt_number == 1 else DeliveryStatus.RETRYING
 
 
 @dataclass(slots=True)

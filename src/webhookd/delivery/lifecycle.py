@@ -13,9 +13,15 @@ row's next values. The delivery store applies them; nothing else decides a deliv
                  DLQ retry (cycle + 1, attempts 0)
 ```
 
-Invariant: ``next_attempt_at`` is set exactly while a delivery is live (pending, retrying,
-delivering); a claimed row's ``next_attempt_at`` is its lease expiry, so a row whose worker
-died simply falls due again.
+A claimed delivery may also be handed back unattempted (:func:`put_back`, no attempt
+used): its endpoint's circuit is open or its rate limit is reached (due again later), its
+endpoint is disabled, or it is not the head of a FIFO endpoint (waiting: no
+``next_attempt_at`` until the endpoint is enabled or the delivery before it is done). A
+410 Gone leaves the delivery waiting the same way: it goes out again on enable.
+
+Invariant: ``next_attempt_at`` is set while a delivery is due or scheduled (pending,
+retrying, delivering) and null once it is finished or waiting; a claimed row's
+``next_attempt_at`` is its lease expiry, so a row whose worker died simply falls due again.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhookd.delivery.fairness import to_key
-from webhookd.delivery.job import Outcome
+from webhookd.delivery.job import Job, Outcome
 from webhookd.delivery.policy import EndpointPolicy
 from webhookd.ids import new_id
 from webhookd.models import Delivery, DeliveryStatus
@@ -99,17 +105,28 @@ class Transition:
     def dead_lettered(self) -> bool:
         return self.status == DeliveryStatus.DEAD
 
+    @property
+    def finished(self) -> bool:
+        return self.status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD)
+
+
+GONE = 410  # the endpoint is gone: disable it, keep the delivery waiting
+
 
 def after_attempt(outcome: Outcome, policy: EndpointPolicy, now: dt.datetime) -> Transition:
-    """Success ends the delivery; a failure schedules the next attempt by the policy, or,
-    with none left, dead-letters it. A retry waits its turn in the fair order from when it
-    falls due, like an event published then."""
+    """Success ends the delivery; a failure schedules the next attempt by the endpoint's
+    policy (its own retry schedule, or ``policy``'s), or, with none left, dead-letters it;
+    a 410 leaves it waiting for the endpoint's enable. A retry waits its turn in the fair
+    order from when it falls due, like an event published then."""
     job = outcome.job
     retry_in: float | None = None
     if outcome.succeeded:
         status, next_at, error = DeliveryStatus.SUCCEEDED, None, None
+    elif outcome.response_status == GONE:
+        status, next_at, error = DeliveryStatus.RETRYING, None, outcome.summary[:ERROR_LIMIT]
     else:
-        retry_in = policy.next_delay(job.attempt_number, retry_after=outcome.retry_after)
+        own = policy.for_schedule(job.retry_schedule)
+        retry_in = own.next_delay(job.attempt_number, retry_after=outcome.retry_after)
         status = DeliveryStatus.DEAD if retry_in is None else DeliveryStatus.RETRYING
         next_at = None if retry_in is None else now + dt.timedelta(seconds=retry_in)
         error = outcome.summary[:ERROR_LIMIT]
@@ -126,6 +143,33 @@ def after_attempt(outcome: Outcome, policy: EndpointPolicy, now: dt.datetime) ->
         Delivery.last_error.key: error,
     }
     return Transition(outcome, status, values, retry_in)
+
+
+# The columns a hand-back sets (see :func:`put_back`).
+PUT_BACK_COLUMNS: tuple[str, ...] = tuple(
+    column.key
+    for column in (
+        Delivery.status,
+        Delivery.lease_owner,
+        Delivery.lease_expires_at,
+        Delivery.next_attempt_at,
+        Delivery.queue_key,
+        Delivery.updated_at,
+    )
+)
+
+
+def put_back(job: Job, until: dt.datetime | None, now: dt.datetime) -> dict[str, Any]:
+    """A claimed delivery handed back without an attempt: due again at ``until`` (taking
+    its turn in the fair order from then), or waiting when ``until`` is None."""
+    return {
+        Delivery.status.key: job.waiting_status,
+        Delivery.lease_owner.key: None,
+        Delivery.lease_expires_at.key: None,
+        Delivery.next_attempt_at.key: until,
+        Delivery.queue_key.key: to_key(until) if until is not None else job.queue_key,
+        Delivery.updated_at.key: now,
+    }
 
 
 def requeued(cycle: int, now: dt.datetime) -> dict[str, Any]:

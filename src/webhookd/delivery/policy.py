@@ -1,17 +1,39 @@
 """How one endpoint is delivered to: an :class:`EndpointPolicy` value.
 
-Today every endpoint has the policy built from the settings (``WEBHOOKD_RETRY_*``,
-``WEBHOOKD_ENDPOINT_CONCURRENCY``, timeouts); an endpoint's own fields will override it.
-The delivery lifecycle (``delivery/lifecycle.py``) and the engine read nothing else.
+The default policy is built from the settings (``WEBHOOKD_RETRY_*``,
+``WEBHOOKD_MAX_RETRY_AFTER``, ``WEBHOOKD_BREAKER_*``, ``WEBHOOKD_ENDPOINT_CONCURRENCY``,
+timeouts); an endpoint's own ``retry_schedule`` replaces the default schedule
+(:meth:`EndpointPolicy.for_schedule`). The delivery lifecycle (``delivery/lifecycle.py``),
+the endpoint health rules (``delivery/health.py``) and the engine read nothing else.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from webhookd.config import Settings
 from webhookd.delivery.retry import backoff_schedule
+
+
+@dataclass(frozen=True, slots=True)
+class Breaker:
+    """The circuit breaker and auto-disable rules (docs/DELIVERY.md)."""
+
+    threshold: int = 5  # consecutive failures that open the circuit
+    cooldown: float = 30.0  # seconds of the first open period
+    max_cooldown: float = 600.0  # each reopening doubles the period up to this
+    auto_disable_after: float = 432_000.0  # seconds failing without a success: disabled
+
+    def next_cooldown(self, previous: float | None) -> float:
+        """The open period after ``previous`` (None: the circuit was closed)."""
+        if previous is None:
+            return min(self.cooldown, self.max_cooldown)
+        return min(max(previous * 2, self.cooldown), self.max_cooldown)
+
+
+DEFAULT_BREAKER = Breaker()
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +43,7 @@ class EndpointPolicy:
     max_in_flight: int  # attempts in flight to the endpoint, per delivering process
     request_timeout: float  # seconds for a whole attempt
     connect_timeout: float
+    breaker: Breaker = field(default=DEFAULT_BREAKER)
 
     def __post_init__(self) -> None:
         if any(not (d >= 0 and math.isfinite(d)) for d in self.retry_schedule):
@@ -47,14 +70,31 @@ class EndpointPolicy:
             delay = max(delay, min(retry_after, self.retry_after_cap))
         return delay
 
+    def for_schedule(self, schedule: tuple[float, ...] | None) -> EndpointPolicy:
+        """This policy with an endpoint's own retry schedule (None: this one's)."""
+        if schedule is None or schedule == self.retry_schedule:
+            return self
+        return _with_schedule(self, schedule)
+
     @classmethod
     def from_settings(cls, settings: Settings) -> EndpointPolicy:
         return cls(
             retry_schedule=backoff_schedule(
                 settings.retry_base_delay, settings.retry_max_delay, settings.max_attempts
             ),
-            retry_after_cap=settings.retry_max_delay,
+            retry_after_cap=settings.max_retry_after,
             max_in_flight=settings.endpoint_concurrency,
             request_timeout=settings.request_timeout,
             connect_timeout=settings.connect_timeout,
+            breaker=Breaker(
+                threshold=settings.breaker_threshold,
+                cooldown=settings.breaker_cooldown,
+                max_cooldown=settings.breaker_max_cooldown,
+                auto_disable_after=settings.auto_disable_after,
+            ),
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _with_schedule(policy: EndpointPolicy, schedule: tuple[float, ...]) -> EndpointPolicy:
+    return replace(policy, retry_schedule=schedule)

@@ -22,6 +22,7 @@ from webhookd.models import (
     Delivery,
     DeliveryStatus,
     Endpoint,
+    EndpointKind,
     Event,
 )
 
@@ -33,7 +34,7 @@ def _deliveries(tenant_id: int) -> Select[Delivery, str, str, uuid.UUID]:
         select(Delivery, Event.event_id, Event.event_type, Endpoint.public_id)
         .join(Event, Event.id == Delivery.event_id)
         .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
-        .where(Delivery.tenant_id == tenant_id)
+        .where(Delivery.tenant_id == tenant_id, Endpoint.kind == EndpointKind.WEBHOOK)
     )
 
 
@@ -100,7 +101,7 @@ def _dead_letters(tenant_id: int) -> DeadLetterQuery:
         .join(Event, Event.id == DeadLetter.event_id)
         .join(Delivery, Delivery.id == DeadLetter.delivery_id)
         .join(Endpoint, Endpoint.id == DeadLetter.endpoint_id)
-        .where(DeadLetter.tenant_id == tenant_id)
+        .where(DeadLetter.tenant_id == tenant_id, Endpoint.kind == EndpointKind.WEBHOOK)
     )
 
 

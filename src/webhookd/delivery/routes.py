@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from webhookd.api.deps import (
     DeliveriesDep,
     PathTenantDep,
+    SecretsDep,
     SessionDep,
     TenantDep,
     WriteSessionDep,
@@ -19,7 +20,8 @@ from webhookd.api.errors import error_responses
 from webhookd.api.route import OrjsonRoute
 from webhookd.delivery.schemas import DeadLetterFilter, DeadLetterRead, DeliveryRead, RetryResult
 from webhookd.delivery.service import DeliveryService
-from webhookd.endpoint.service import endpoint_row_id
+from webhookd.endpoint.schemas import EndpointRead
+from webhookd.endpoint.service import endpoint_headers, endpoint_row_id, get_endpoint
 from webhookd.errors import NotFound
 from webhookd.ids import Kind, format_id
 from webhookd.models import DeliveryStatus
@@ -109,6 +111,27 @@ async def list_deliveries(
         limit=limit,
         cursor=cursor,
     )
+
+
+@deliveries_router.post(
+    "/api/v1/tenants/{tenant_id}/endpoints/{endpoint_id}/enable",
+    response_model=EndpointRead,
+    tags=["endpoints"],
+)
+async def enable_endpoint(
+    tenant: PathTenantDep,
+    endpoint_id: PublicIdPath,
+    session: WriteSessionDep,
+    deliveries: DeliveriesDep,
+    secrets: SecretsDep,
+) -> EndpointRead:
+    """Enable the endpoint: clears `disabled_reason` (410 Gone or failing), resets its
+    circuit breaker, sets `is_active`, and sends the deliveries that waited for it (in
+    publish order for a FIFO endpoint). Enabling an enabled endpoint changes nothing."""
+    endpoint = await get_endpoint(session, tenant_id=tenant.id, endpoint_id=endpoint_id)
+    await deliveries.enable_endpoint(session, endpoint.id)
+    await session.refresh(endpoint)
+    return EndpointRead.of(endpoint, tenant.ref, endpoint_headers(endpoint, secrets))
 
 
 async def _path_endpoint(session: AsyncSession, tenant_id: int, endpoint_id: str) -> int:

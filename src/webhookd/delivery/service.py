@@ -99,6 +99,21 @@ class DeliveryService:
             self._wake_after_commit(session, [ref.id for ref in refs])
         return by_event
 
+    # -- endpoints ---------------------------------------------------------------------------
+
+    async def enable_endpoint(self, session: AsyncSession, endpoint_id: int) -> None:
+        """Enable the endpoint (row id): breaker reset, active again, and what waited for it
+        sent once the transaction has committed."""
+        conn = await session.connection()
+        woken = await self.store.enable_endpoint(conn, endpoint_id=endpoint_id, now=utcnow())
+        self._wake_after_commit(session, woken)
+
+    async def release_waiting(self, session: AsyncSession, endpoint_id: int) -> None:
+        """Send what waits for its turn (an endpoint no longer FIFO)."""
+        conn = await session.connection()
+        woken = await self.store.release_waiting(conn, endpoint_id=endpoint_id, now=utcnow())
+        self._wake_after_commit(session, woken)
+
     # -- reads -------------------------------------------------------------------------------
 
     @staticmethod

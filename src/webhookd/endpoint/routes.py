@@ -4,12 +4,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from webhookd.api.deps import PathTenantDep, SessionDep, SettingsDep, WriteSessionDep
+from webhookd.api.deps import (
+    DeliveriesDep,
+    PathTenantDep,
+    SecretsDep,
+    SessionDep,
+    SettingsDep,
+    WriteSessionDep,
+)
 from webhookd.api.errors import error_responses
 from webhookd.api.route import OrjsonRoute
 from webhookd.endpoint import service
 from webhookd.endpoint.schemas import EndpointCreate, EndpointRead, EndpointUpdate
 from webhookd.endpoint.service import Checked
+from webhookd.models import Ordering
 from webhookd.schemas import CursorQuery, Page, PublicIdPath, decode_cursor, next_cursor
 
 router = APIRouter(
@@ -37,18 +45,21 @@ async def create_endpoint(
     checked: CheckedCreate,
     session: WriteSessionDep,
     settings: SettingsDep,
+    secrets: SecretsDep,
 ) -> EndpointRead:
-    """Subscribe a URL to some (or all) of the tenant's event types."""
+    """Subscribe a URL to some (or all) of the tenant's event types, with its delivery
+    policy (retry schedule, rate limit, custom headers, ordering: docs/DELIVERY.md)."""
     endpoint = await service.create_endpoint(
-        session, tenant_id=tenant.id, checked=checked, settings=settings
+        session, tenant_id=tenant.id, checked=checked, settings=settings, secrets=secrets
     )
-    return EndpointRead.of(endpoint, tenant.ref)
+    return EndpointRead.of(endpoint, tenant.ref, service.endpoint_headers(endpoint, secrets))
 
 
 @router.get("", response_model=Page[EndpointRead])
 async def list_endpoints(
     tenant: PathTenantDep,
     session: SessionDep,
+    secrets: SecretsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: CursorQuery = None,
 ) -> Page[EndpointRead]:
@@ -57,17 +68,19 @@ async def list_endpoints(
         session, tenant_id=tenant.id, limit=limit, after=decode_cursor(cursor)
     )
     return Page(
-        items=[EndpointRead.of(e, tenant.ref) for e in endpoints],
+        items=[
+            EndpointRead.of(e, tenant.ref, service.endpoint_headers(e, secrets)) for e in endpoints
+        ],
         next_cursor=next_cursor([e.id for e in endpoints], limit),
     )
 
 
 @router.get("/{endpoint_id}", response_model=EndpointRead)
 async def get_endpoint(
-    tenant: PathTenantDep, endpoint_id: PublicIdPath, session: SessionDep
+    tenant: PathTenantDep, endpoint_id: PublicIdPath, session: SessionDep, secrets: SecretsDep
 ) -> EndpointRead:
     endpoint = await service.get_endpoint(session, tenant_id=tenant.id, endpoint_id=endpoint_id)
-    return EndpointRead.of(endpoint, tenant.ref)
+    return EndpointRead.of(endpoint, tenant.ref, service.endpoint_headers(endpoint, secrets))
 
 
 @router.patch("/{endpoint_id}", response_model=EndpointRead)
@@ -76,12 +89,18 @@ async def update_endpoint(
     endpoint_id: PublicIdPath,
     checked: CheckedUpdate,
     session: WriteSessionDep,
+    secrets: SecretsDep,
+    deliveries: DeliveriesDep,
 ) -> EndpointRead:
-    """Change some fields; routing of events published from now on follows the change."""
+    """Change some fields; routing of events published from now on follows the change,
+    and so do the policies of deliveries not yet sent."""
     endpoint = await service.update_endpoint(
-        session, tenant_id=tenant.id, endpoint_id=endpoint_id, checked=checked
+        session, tenant_id=tenant.id, endpoint_id=endpoint_id, checked=checked, secrets=secrets
     )
-    return EndpointRead.of(endpoint, tenant.ref)
+    if checked.data.ordering == Ordering.UNORDERED:
+        # Deliveries that waited for their FIFO turn go out now (unless disabled).
+        await deliveries.release_waiting(session, endpoint.id)
+    return EndpointRead.of(endpoint, tenant.ref, service.endpoint_headers(endpoint, secrets))
 
 
 @router.delete("/{endpoint_id}", status_code=204, response_class=Response)

@@ -5,8 +5,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from webhookd.delivery.headers import redact
 from webhookd.ids import Kind, format_id
-from webhookd.models import Endpoint
+from webhookd.models import Circuit, DisabledReason, Endpoint, Ordering
 from webhookd.schemas import NO_NUL_PATTERN, EventType
 
 Url = Annotated[
@@ -30,6 +31,71 @@ EventTypes = Annotated[
 ]
 Description = Annotated[str | None, Field(max_length=500, pattern=NO_NUL_PATTERN)]
 
+MAX_DELAY = 604_800  # seconds (a week) between two attempts at most
+RetrySchedule = Annotated[
+    list[Annotated[float, Field(gt=0, le=MAX_DELAY, allow_inf_nan=False)]],
+    Field(
+        min_length=1,
+        max_length=50,
+        description="Seconds to wait before each retry (1-50 delays, each 0 < d <= 604800); "
+        "their number sets the attempts (one more). null: the global default "
+        "(WEBHOOKD_RETRY_*)",
+        examples=[[60, 300, 3600, 86400]],
+    ),
+]
+RateLimit = Annotated[
+    float,
+    Field(
+        gt=0,
+        le=10_000,
+        allow_inf_nan=False,
+        description="Deliveries per second to this endpoint, across every delivering "
+        "process (fractions allowed); null: no limit",
+        examples=[20, 0.5],
+    ),
+]
+# RFC 7230 token characters.
+HEADER_NAME = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
+RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+RESERVED_PREFIXES = ("webhook-", "x-webhook-")
+
+
+def _check_header_names(headers: dict[str, str]) -> dict[str, str]:
+    seen: set[str] = set()
+    for name in headers:
+        lowered = name.lower()
+        if lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_PREFIXES):
+            raise ValueError(f"header {name!r} is set by webhookd and may not be replaced")
+        if lowered in seen:
+            raise ValueError(f"header {name!r} appears twice (names are case-insensitive)")
+        seen.add(lowered)
+    return headers
+
+
+Headers = Annotated[
+    dict[
+        Annotated[str, Field(min_length=1, max_length=256, pattern=HEADER_NAME)],
+        Annotated[str, Field(max_length=4096, pattern=r"^[^\r\n\x00]*$")],
+    ],
+    Field(
+        max_length=20,
+        description="Custom headers sent with each delivery (at most 20; not Host, "
+        "Content-Length, Transfer-Encoding, Connection, webhook-* or X-Webhook-*). Values of "
+        "names containing authorization, token, secret, key or cookie read back as "
+        '"[redacted]"; sending "[redacted]" back keeps the stored value. PATCH replaces the '
+        "whole object; null removes them.",
+        examples=[{"X-Team": "payments", "Authorization": "Bearer …"}],
+    ),
+    AfterValidator(_check_header_names),
+]
+OrderingField = Annotated[
+    Ordering,
+    Field(
+        description='"fifo": one delivery at a time, in publish order (the next waits until '
+        'the previous succeeded or was dead-lettered); "unordered" (default): concurrently',
+    ),
+]
+
 
 class EndpointCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -38,6 +104,10 @@ class EndpointCreate(BaseModel):
     event_types: EventTypes = []
     is_active: bool = True
     description: Description = None
+    retry_schedule: RetrySchedule | None = None
+    rate_limit: RateLimit | None = None
+    headers: Headers | None = None
+    ordering: OrderingField = Ordering.UNORDERED
 
 
 class EndpointUpdate(BaseModel):
@@ -49,6 +119,10 @@ class EndpointUpdate(BaseModel):
     event_types: EventTypes | None = None
     is_active: bool | None = None
     description: Description = None
+    retry_schedule: RetrySchedule | None = None
+    rate_limit: RateLimit | None = None
+    headers: Headers | None = None
+    ordering: OrderingField | None = None
 
 
 class EndpointRead(BaseModel):
@@ -58,11 +132,29 @@ class EndpointRead(BaseModel):
     event_types: list[str]
     is_active: bool
     description: str | None
+    retry_schedule: list[float] | None
+    rate_limit: float | None
+    headers: dict[str, str] | None = Field(description="Secret-looking values redacted")
+    ordering: Ordering
+    disabled_reason: DisabledReason | None = Field(
+        description='Set by webhookd: "gone" (the endpoint answered 410), "failing" (no '
+        "success for WEBHOOKD_AUTO_DISABLE_AFTER); deliveries wait until POST …/enable"
+    )
+    circuit: Circuit = Field(
+        description='The circuit breaker: "closed" (delivering), "open" (no request until the '
+        'cool-down is over), "half_open" (one probe is out)'
+    )
+    failing_since: dt.datetime | None = Field(
+        description="First failure since the last success (null: not failing)"
+    )
     created_at: dt.datetime
     updated_at: dt.datetime
 
     @classmethod
-    def of(cls, endpoint: Endpoint, tenant_ref: str) -> EndpointRead:
+    def of(
+        cls, endpoint: Endpoint, tenant_ref: str, headers: dict[str, str] | None = None
+    ) -> EndpointRead:
+        """``headers``: the endpoint's custom headers, decrypted (redacted here)."""
         return cls(
             id=format_id(Kind.ENDPOINT, endpoint.public_id),
             tenant_id=tenant_ref,
@@ -70,6 +162,15 @@ class EndpointRead(BaseModel):
             event_types=endpoint.event_types,
             is_active=endpoint.is_active,
             description=endpoint.description,
+            retry_schedule=endpoint.retry_schedule,
+            rate_limit=endpoint.rate_limit,
+            headers=redact(headers),
+            ordering=Ordering(endpoint.ordering),
+            disabled_reason=DisabledReason(endpoint.disabled_reason)
+            if endpoint.disabled_reason
+            else None,
+            circuit=Circuit(endpoint.circuit),
+            failing_since=endpoint.failing_since,
             created_at=endpoint.created_at,
             updated_at=endpoint.updated_at,
         )

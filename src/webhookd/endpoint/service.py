@@ -16,12 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd.config import Settings
 from webhookd.delivery import ssrf
+from webhookd.delivery.headers import REDACTED, decode_headers, encode_headers, looks_secret
 from webhookd.endpoint import repository
 from webhookd.endpoint.schemas import EndpointCreate, EndpointUpdate
 from webhookd.errors import Conflict, NotFound, field_error
 from webhookd.ids import Kind, parse_id
 from webhookd.models import Endpoint
 from webhookd.schemas import changes as schema_changes
+from webhookd.security import ServerSecrets
 from webhookd.tenant.service import ensure_tenant
 
 Body = TypeVar("Body", EndpointCreate, EndpointUpdate)
@@ -34,9 +36,10 @@ class Checked(Generic[Body]):
     data: Body
 
 
-async def check_url(url: str, settings: Settings) -> None:
-    """Refuse URLs that are not http(s) or that point into private networks (422). Resolves
-    the host name within ``WEBHOOKD_DNS_TIMEOUT``: call it outside any transaction."""
+async def check_url(url: str, settings: Settings, *, field: str = "url") -> None:
+    """Refuse URLs that are not http(s) or that point into private networks (a 422 naming
+    ``field``). Resolves the host name within ``WEBHOOKD_DNS_TIMEOUT``: call it outside any
+    transaction."""
     try:
         target = ssrf.parse_target(url)
         if not settings.allow_private_targets:
@@ -51,7 +54,7 @@ async def check_url(url: str, settings: Settings) -> None:
                     timeout=settings.dns_timeout,
                 )
     except ssrf.TargetRefused as exc:
-        raise field_error("url", exc.reason) from exc
+        raise field_error(field, exc.reason) from exc
 
 
 async def check(data: Body, settings: Settings) -> Checked[Body]:
@@ -61,8 +64,36 @@ async def check(data: Body, settings: Settings) -> Checked[Body]:
     return Checked(data)
 
 
+def endpoint_headers(endpoint: Endpoint, secrets: ServerSecrets) -> dict[str, str] | None:
+    """The endpoint's custom headers, decrypted."""
+    return decode_headers(endpoint.headers_encrypted, secrets.box.decrypt_cached)
+
+
+def _store_headers(
+    endpoint: Endpoint, headers: dict[str, str] | None, secrets: ServerSecrets
+) -> None:
+    """Replace the endpoint's custom headers. A secret-looking header whose value is
+    REDACTED (as the API shows it) keeps its stored value."""
+    stored = {k.lower(): v for k, v in (endpoint_headers(endpoint, secrets) or {}).items()}
+    kept = {}
+    for name, value in (headers or {}).items():
+        if value == REDACTED:
+            if not looks_secret(name) or name.lower() not in stored:
+                raise field_error(
+                    "headers", f"{name}: {REDACTED!r} stands for a stored secret value only"
+                )
+            value = stored[name.lower()]
+        kept[name] = value
+    endpoint.headers_encrypted = encode_headers(kept, secrets.box.encrypt)
+
+
 async def create_endpoint(
-    session: AsyncSession, *, tenant_id: int, checked: Checked[EndpointCreate], settings: Settings
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    checked: Checked[EndpointCreate],
+    settings: Settings,
+    secrets: ServerSecrets,
 ) -> Endpoint:
     data = checked.data
     await ensure_tenant(session, tenant_id=tenant_id)
@@ -71,7 +102,8 @@ async def create_endpoint(
         raise Conflict(
             f"the tenant already has {count} endpoints (limit {settings.max_endpoints_per_tenant})"
         )
-    endpoint = Endpoint(tenant_id=tenant_id, **data.model_dump())
+    endpoint = Endpoint(tenant_id=tenant_id, **data.model_dump(exclude={"headers"}))
+    _store_headers(endpoint, data.headers, secrets)
     session.add(endpoint)
     await session.flush()
     return endpoint
@@ -105,9 +137,12 @@ async def update_endpoint(
     tenant_id: int,
     endpoint_id: str,
     checked: Checked[EndpointUpdate],
+    secrets: ServerSecrets,
 ) -> Endpoint:
     endpoint = await get_endpoint(session, tenant_id=tenant_id, endpoint_id=endpoint_id)
-    changes = schema_changes(checked.data, not_null=("url", "event_types", "is_active"))
+    changes = schema_changes(checked.data, not_null=("url", "event_types", "is_active", "ordering"))
+    if "headers" in changes:
+        _store_headers(endpoint, changes.pop("headers"), secrets)
     for field, value in changes.items():
         setattr(endpoint, field, value)
     await session.flush()

@@ -34,7 +34,12 @@ async def page(
     before: int | None,
 ) -> list[Event]:
     """Newest first."""
-    query = select(Event).where(Event.tenant_id == tenant_id).order_by(Event.id.desc()).limit(limit)
+    query = (
+        select(Event)
+        .where(Event.tenant_id == tenant_id, Event.operational.is_(False))
+        .order_by(Event.id.desc())
+        .limit(limit)
+    )
     if event_type:
         query = query.where(Event.event_type == event_type)
     if before is not None:

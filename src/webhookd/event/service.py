@@ -117,7 +117,7 @@ async def get_event(session: AsyncSession, *, tenant_id: int, event_id: str) -> 
             event = await repository.get_by_public_id(
                 session, tenant_id=tenant_id, public_id=public_id
             )
-    if event is None:
+    if event is None or event.operational:  # webhookd's own notices are not listed
         raise NotFound(f"event {event_id!r} not found")
     return event
 

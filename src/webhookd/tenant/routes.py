@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from webhookd.api.deps import (
     AdminDep,
@@ -12,10 +12,12 @@ from webhookd.api.deps import (
     PathTenantDep,
     SecretsDep,
     SessionDep,
+    SettingsDep,
     WriteSessionDep,
 )
 from webhookd.api.errors import error_responses
 from webhookd.api.route import OrjsonRoute
+from webhookd.endpoint.service import check_url
 from webhookd.ids import Kind, format_id
 from webhookd.schemas import CursorQuery, Page, decode_cursor, next_cursor
 from webhookd.tenant import service
@@ -67,14 +69,23 @@ async def get_tenant(tenant: PathTenantDep, session: SessionDep) -> TenantRead:
     return TenantRead.of(await service.get_tenant(session, tenant_id=tenant.id))
 
 
+async def _checked_update(data: TenantUpdate, settings: SettingsDep) -> TenantUpdate:
+    """The operational webhook URL is checked like an endpoint's (its host resolved for the
+    SSRF guard) before the write session opens."""
+    if data.operational_webhook_url is not None:
+        await check_url(data.operational_webhook_url, settings, field="operational_webhook_url")
+    return data
+
+
 @router.patch("/{tenant_id}", response_model=TenantRead, responses=error_responses(409))
 async def update_tenant(
     tenant: AdminPathTenantDep,
-    data: TenantUpdate,
+    data: Annotated[TenantUpdate, Depends(_checked_update)],
     session: WriteSessionDep,
     key_cache: KeyCacheDep,
 ) -> TenantRead:
-    """Change a tenant's name, email, rate limit or uid (admin key)."""
+    """Change a tenant's name, email, rate limit, uid or operational webhook URL (admin
+    key)."""
     key_cache.forget_on_commit(session, tenant.id)  # the cached rate limit and uid
     updated = await service.update_tenant(session, tenant_id=tenant.id, data=data)
     return TenantRead.of(updated)

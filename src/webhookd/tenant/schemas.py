@@ -63,6 +63,15 @@ class TenantUpdate(BaseModel):
     email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
     rate_limit: RateLimit | None = None
     uid: Uid | None = Field(default=None, description="null removes it")
+    operational_webhook_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        pattern=NO_NUL_PATTERN,
+        description="Where webhookd sends this tenant endpoint.disabled, endpoint.enabled and "
+        "delivery.dead_lettered notices, signed like every delivery (null: none)",
+        examples=["https://your-app.com/webhookd-notices"],
+    )
 
     _uid = field_validator("uid")(_not_an_id)
 
@@ -74,6 +83,7 @@ class TenantRead(BaseModel):
     email: str
     rate_limit: int
     api_key_prefix: str = Field(description="First characters of the current API key")
+    operational_webhook_url: str | None
     created_at: dt.datetime
 
     @classmethod
@@ -85,6 +95,7 @@ class TenantRead(BaseModel):
             email=tenant.email,
             rate_limit=tenant.rate_limit,
             api_key_prefix=tenant.api_key_prefix,
+            operational_webhook_url=tenant.operational_webhook_url,
             created_at=tenant.created_at,
         )
 

@@ -17,7 +17,6 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from webhookd.delivery.job import Outcome
-from webhookd.delivery.lifecycle import Transition
 from webhookd.delivery.policy import EndpointPolicy
 from webhookd.delivery.store.types import (
     Claim,
@@ -25,6 +24,8 @@ from webhookd.delivery.store.types import (
     InsertedEvent,
     NewDelivery,
     NewEvent,
+    PutBack,
+    Recorded,
     RoutingTable,
 )
 
@@ -35,6 +36,8 @@ __all__ = [
     "InsertedEvent",
     "NewDelivery",
     "NewEvent",
+    "PutBack",
+    "Recorded",
     "RoutingTable",
     "create_store",
 ]
@@ -67,11 +70,18 @@ class DeliveryStore(Protocol):
         lease: dt.timedelta,
         limit: int,
         in_flight: Mapping[int, int] | None = None,
-        endpoint_cap: int | None = None,
+        endpoint_caps: Callable[[int], int] | None = None,
         search_past_saturated: bool = True,
     ) -> Claim:
         """Lease up to ``limit`` due deliveries to ``owner`` in fair order, each endpoint
-        within its cap; load what sending them needs."""
+        within its cap; load what sending them needs; hand back at once those their
+        endpoint's health or FIFO turn holds back (``Claim.put_back``)."""
+        ...
+
+    async def put_back(
+        self, conn: AsyncConnection, *, owner: str, items: Sequence[PutBack], now: dt.datetime
+    ) -> None:
+        """Hand claimed deliveries back unattempted (no attempt used)."""
         ...
 
     async def record_outcomes(
@@ -82,10 +92,23 @@ class DeliveryStore(Protocol):
         outcomes: Sequence[Outcome],
         policy: EndpointPolicy,
         now: dt.datetime,
-    ) -> list[Transition]:
+    ) -> Recorded:
         """Write each attempt and move its delivery on (``lifecycle.after_attempt``),
         dead-lettering those without attempts left; skip deliveries whose lease ``owner``
-        lost."""
+        lost. Update the endpoints' health (breaker, disable), release FIFO turns, and
+        send operational notices."""
+        ...
+
+    async def enable_endpoint(
+        self, conn: AsyncConnection, *, endpoint_id: int, now: dt.datetime
+    ) -> list[int]:
+        """Enable an endpoint (breaker reset) and make due what waited for it."""
+        ...
+
+    async def release_waiting(
+        self, conn: AsyncConnection, *, endpoint_id: int, now: dt.datetime
+    ) -> list[int]:
+        """Make due what waits (no next attempt) for an endpoint that is not disabled."""
         ...
 
     async def release_leases(self, conn: AsyncConnection, *, owner: str, now: dt.datetime) -> int:

@@ -8,30 +8,56 @@ attempts are written.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Integer, Select, bindparam, func, insert, select, update
+from sqlalchemy import Integer, Select, Update, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from webhookd.db import UTCDateTime
 from webhookd.delivery import lifecycle
+from webhookd.delivery.headers import decode_headers
+from webhookd.delivery.health import (
+    HEALTH_COLUMNS,
+    HEALTHY,
+    Change,
+    Gate,
+    Health,
+    Result,
+    after_results,
+    gate,
+    probing,
+)
 from webhookd.delivery.job import Job, Outcome
-from webhookd.delivery.lifecycle import ATTEMPT_END_COLUMNS, Transition
+from webhookd.delivery.lifecycle import ATTEMPT_END_COLUMNS, GONE, PUT_BACK_COLUMNS, Transition
 from webhookd.delivery.policy import EndpointPolicy
+from webhookd.delivery.store import endpoints
 from webhookd.delivery.store.types import (
     Claim,
     DeliveryRef,
     InsertedEvent,
     NewDelivery,
     NewEvent,
+    PutBack,
+    Recorded,
     Route,
     RoutingTable,
 )
 from webhookd.ids import Kind, format_cached, format_id
-from webhookd.models import DeadLetter, Delivery, DeliveryStatus, Endpoint, Event, Tenant
+from webhookd.models import (
+    Circuit,
+    DeadLetter,
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    EndpointKind,
+    Event,
+    Ordering,
+    Tenant,
+)
 
 # The head of the live queue (the fair order's virtual time, delivery/fairness.py).
 QUEUE_HEAD = (
@@ -43,7 +69,7 @@ QUEUE_HEAD = (
 ROUTING = (
     select(Endpoint.tenant_id, Endpoint.id, Endpoint.public_id, Endpoint.event_types, QUEUE_HEAD)
     .where(Endpoint.tenant_id.in_(bindparam("tenants", expanding=True)))
-    .where(Endpoint.is_active.is_(True))
+    .where(Endpoint.is_active.is_(True), Endpoint.kind == EndpointKind.WEBHOOK)
     .order_by(Endpoint.id)
 )
 
@@ -104,6 +130,12 @@ LOAD_JOBS = (
         Delivery.public_id,
         Tenant.public_id.label("tenant_public_id"),
         Endpoint.public_id.label("endpoint_public_id"),
+        Endpoint.retry_schedule,
+        Endpoint.rate_limit,
+        Endpoint.headers_encrypted,
+        Endpoint.ordering,
+        Endpoint.kind,
+        *HEALTH_COLUMNS,
     )
     .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
     .join(Event, Event.id == Delivery.event_id)
@@ -112,16 +144,33 @@ LOAD_JOBS = (
     .order_by(Delivery.id)
 )
 
-# End a claimed attempt, only if this owner still holds the lease of this cycle.
-END_ATTEMPT = (
-    update(Delivery)
-    .where(
-        Delivery.id == bindparam("w_id"),
-        Delivery.lease_owner == bindparam("w_owner"),
-        Delivery.status == DeliveryStatus.DELIVERING,
-        Delivery.cycle == bindparam("w_cycle"),
+
+def _while_held(columns: tuple[str, ...]) -> Update:
+    """Set ``columns`` of a claimed delivery, only if this owner still holds the lease of
+    this cycle (``w_id``, ``w_owner``, ``w_cycle``; the values as ``v_<column>``)."""
+    return (
+        update(Delivery)
+        .where(
+            Delivery.id == bindparam("w_id"),
+            Delivery.lease_owner == bindparam("w_owner"),
+            Delivery.status == DeliveryStatus.DELIVERING,
+            Delivery.cycle == bindparam("w_cycle"),
+        )
+        .values({column: bindparam("v_" + column) for column in columns})
     )
-    .values({column: bindparam("v_" + column) for column in ATTEMPT_END_COLUMNS})
+
+
+END_ATTEMPT = _while_held(ATTEMPT_END_COLUMNS)  # end a claimed attempt
+PUT_BACK = _while_held(PUT_BACK_COLUMNS)  # hand a claimed delivery back unattempted
+
+ENABLE = (
+    update(Endpoint)
+    .where(Endpoint.id == bindparam("w_id"))
+    .values(
+        is_active=True,
+        disabled_at=None,
+        **{column.key: bindparam("v_" + column.key) for column in HEALTH_COLUMNS},
+    )
 )
 
 
@@ -231,12 +280,13 @@ class CoreStore:
         lease: dt.timedelta,
         limit: int,
         in_flight: Mapping[int, int] | None = None,
-        endpoint_cap: int | None = None,
+        endpoint_caps: Callable[[int], int] | None = None,
         search_past_saturated: bool = True,
     ) -> Claim:
         """Rows leased by someone else are not due: skipped.
 
-        With ``endpoint_cap``, no endpoint gets more than the cap in flight counting
+        With ``endpoint_caps`` (an endpoint's cap), no endpoint gets more than its cap in
+        flight counting
         ``in_flight`` (this process's attempts per endpoint): a slow endpoint holds at most
         that many slots, never the whole engine. What does not fit stays due for later; the
         endpoints it belongs to (and those already at their cap) are in ``Claim.held_back``,
@@ -250,12 +300,11 @@ class CoreStore:
         ``search_past_saturated=False`` and the claim reads only the head of the queue.
         """
         busy = dict(in_flight or {})
+        cap_of = endpoint_caps
         saturated = (
-            sorted(e for e, n in busy.items() if n >= endpoint_cap)
-            if endpoint_cap is not None
-            else []
+            sorted(e for e, n in busy.items() if n >= cap_of(e)) if cap_of is not None else []
         )
-        scan = limit * 2 if endpoint_cap is not None else limit  # room for rows caps skip
+        scan = limit * 2 if cap_of is not None else limit  # room for rows caps skip
         search = bool(saturated) and search_past_saturated
         query = claim_candidates(skip_saturated=search, lock=self.lock_rows)
         params: dict[str, Any] = {"now": now, "scan": scan}
@@ -265,8 +314,8 @@ class CoreStore:
         held_back = set(saturated)
         rows = (await conn.execute(query, params)).all()
         for delivery_id, endpoint_id in rows:
-            if endpoint_cap is not None:
-                if busy.get(endpoint_id, 0) >= endpoint_cap:
+            if cap_of is not None:
+                if busy.get(endpoint_id, 0) >= cap_of(endpoint_id):
                     held_back.add(endpoint_id)
                     continue
                 busy[endpoint_id] = busy.get(endpoint_id, 0) + 1
@@ -279,7 +328,80 @@ class CoreStore:
             return Claim([], held_back, exhausted)
         lease_values = lifecycle.leased(owner=owner, now=now, lease=lease)
         await conn.execute(LEASE, {"ids": chosen, **_prefixed(lease_values, "v_")})
-        return Claim(await self._load_jobs(conn, chosen, now), held_back, exhausted)
+        claim = Claim(await self._load_jobs(conn, chosen, now), held_back, exhausted)
+        await self._gate(conn, claim, owner=owner, now=now, lease=lease)
+        return claim
+
+    async def _gate(
+        self,
+        conn: AsyncConnection,
+        claim: Claim,
+        *,
+        owner: str,
+        now: dt.datetime,
+        lease: dt.timedelta,
+    ) -> None:
+        """Hand back the claimed deliveries that may not go out now (``health.gate``):
+        those of a disabled endpoint (waiting), of an open circuit (until it cools down),
+        all but one probe of a cooled circuit (half-open), and all but the head of a FIFO
+        endpoint (waiting for their turn). Endpoints are read again, locked, first."""
+        gated = {j.endpoint_id for j in claim.jobs if j.fifo or not j.health.passes}
+        if not gated:
+            return
+        fresh = await endpoints.health_of(conn, gated, lock=self.lock_rows)
+        keep: list[Job] = []
+        by_endpoint: dict[int, list[Job]] = {}
+        for job in claim.jobs:
+            if job.endpoint_id in gated:
+                by_endpoint.setdefault(job.endpoint_id, []).append(job)
+            else:
+                keep.append(job)
+        back = claim.put_back
+        for endpoint_id, jobs in sorted(by_endpoint.items()):
+            if endpoint_id not in fresh:  # deleted meanwhile: its rows are gone too
+                continue
+            state, fifo = fresh[endpoint_id]
+            decision = gate(state, now)
+            if decision is Gate.WAIT:
+                back += [PutBack(j, None, "disabled") for j in jobs]
+                continue
+            if decision is Gate.DEFER:
+                back += [PutBack(j, state.circuit_until, "circuit_open") for j in jobs]
+                continue
+            ready = jobs
+            if fifo:
+                head = await endpoints.fifo_head(conn, endpoint_id)
+                ready = [j for j in jobs if j.delivery_id == head]
+                back += [PutBack(j, None, "fifo") for j in jobs if j.delivery_id != head]
+            if decision is Gate.PROBE and ready:
+                deadline = now + lease
+                state = probing(state, deadline)
+                await endpoints.set_health(conn, {endpoint_id: state})
+                await endpoints.defer_endpoint(conn, endpoint_id, deadline, now)
+                back += [PutBack(j, deadline, "circuit_open") for j in ready[1:]]
+                ready = ready[:1]
+                claim.changes.append((ready[0], Change.HALF_OPEN))
+            keep += [dataclasses.replace(j, health=state, fifo=fifo) for j in ready]
+        claim.jobs = sorted(keep, key=lambda j: j.queue_key)
+        await self.put_back(conn, owner=owner, items=back, now=now)
+
+    async def put_back(
+        self, conn: AsyncConnection, *, owner: str, items: Sequence[PutBack], now: dt.datetime
+    ) -> None:
+        """Hand claimed deliveries back unattempted (``lifecycle.put_back``)."""
+        if items:
+            await conn.execute(
+                PUT_BACK,
+                [
+                    {
+                        "w_id": p.job.delivery_id,
+                        "w_owner": owner,
+                        "w_cycle": p.job.cycle,
+                        **_prefixed(lifecycle.put_back(p.job, p.until, now), "v_"),
+                    }
+                    for p in items
+                ],
+            )
 
     async def _load_jobs(
         self, conn: AsyncConnection, ids: Sequence[int], now: dt.datetime
@@ -303,9 +425,23 @@ class CoreStore:
                 message_id=format_id(Kind.DELIVERY, r.public_id),
                 tenant_ref=format_cached(Kind.TENANT, r.tenant_public_id),
                 endpoint_ref=format_cached(Kind.ENDPOINT, r.endpoint_public_id),
+                retry_schedule=tuple(r.retry_schedule) if r.retry_schedule else None,
+                rate_limit=r.rate_limit,
+                headers=self._headers(r.headers_encrypted),
+                fifo=r.ordering == Ordering.FIFO,
+                operational=r.kind == EndpointKind.OPERATIONAL,
+                health=HEALTHY
+                if r.circuit == Circuit.CLOSED
+                and r.disabled_reason is None
+                and not r.consecutive_failures
+                and r.failing_since is None
+                else Health.of(r),
             )
             for r in rows
         ]
+
+    def _headers(self, stored: str | None) -> dict[str, str] | None:
+        return decode_headers(stored, self._decrypt)
 
     def _signing_secrets(self, row: Any, now: dt.datetime) -> tuple[str, ...]:
         current = self._decrypt(row.secret_encrypted)
@@ -324,9 +460,12 @@ class CoreStore:
         outcomes: Sequence[Outcome],
         policy: EndpointPolicy,
         now: dt.datetime,
-    ) -> list[Transition]:
+    ) -> Recorded:
         """Four statements whatever the batch size: which rows this owner still holds, the
-        attempt ends, the attempt rows, the dead letters."""
+        attempt ends, the attempt rows, the dead letters; then, only for the endpoints
+        whose health may change (a failure, a circuit not closed, failures counted) or
+        that are FIFO, their health and turns (``health.after_results``), and the
+        tenants' operational notices."""
         held_rows = await conn.execute(
             _HELD[self.lock_rows], {"ids": [o.job.delivery_id for o in outcomes], "owner": owner}
         )
@@ -337,14 +476,127 @@ class CoreStore:
             if held.get(o.job.delivery_id) == o.job.cycle
         ]
         if not transitions:
-            return []
+            return Recorded([])
         await self._write_attempt_ends(conn, transitions, owner)
+        recorded = Recorded(transitions)
         dead = [t for t in transitions if t.dead_lettered]
         if dead:
             await conn.execute(
                 INSERT_DEAD_LETTERS, [lifecycle.dead_letter_row(t.outcome, now) for t in dead]
             )
-        return transitions
+        await self._endpoint_health(conn, recorded, policy, now)
+        for t in dead:
+            job = t.outcome.job
+            if not job.operational:
+                await self._notify(conn, recorded, job, "delivery.dead_lettered", now, t)
+        return recorded
+
+    async def _endpoint_health(
+        self, conn: AsyncConnection, recorded: Recorded, policy: EndpointPolicy, now: dt.datetime
+    ) -> None:
+        by_endpoint: dict[int, list[Transition]] = {}
+        for t in recorded.transitions:
+            by_endpoint.setdefault(t.outcome.job.endpoint_id, []).append(t)
+        watched = sorted(
+            endpoint_id
+            for endpoint_id, ts in by_endpoint.items()
+            if ts[0].outcome.job.fifo
+            or not ts[0].outcome.job.health.clean
+            or not all(t.outcome.succeeded for t in ts)
+        )
+        if not watched:
+            return
+        fresh = await endpoints.health_of(conn, watched, lock=self.lock_rows)
+        changed: dict[int, Health] = {}
+        for endpoint_id in watched:
+            if endpoint_id not in fresh:
+                continue
+            state, fifo = fresh[endpoint_id]
+            ts = sorted(by_endpoint[endpoint_id], key=lambda t: t.outcome.started_at)
+            results = [
+                Result(t.outcome.succeeded, t.outcome.response_status == GONE, t.outcome.started_at)
+                for t in ts
+            ]
+            after, changes = after_results(state, results, policy.breaker, now)
+            if after != state:
+                changed[endpoint_id] = after
+            job = ts[-1].outcome.job
+            for change in changes:
+                recorded.changes.append((job, change))
+                if change is Change.OPENED and after.circuit_until is not None:
+                    await endpoints.defer_endpoint(conn, endpoint_id, after.circuit_until, now)
+                elif change is Change.CLOSED:
+                    recorded.woken += await endpoints.release_endpoint(
+                        conn, endpoint_id, state.circuit_until, now
+                    )
+                elif change in (Change.DISABLED_GONE, Change.DISABLED_FAILING):
+                    await endpoints.park_endpoint(conn, endpoint_id, now)
+                    if not job.operational:
+                        await self._notify(conn, recorded, job, "endpoint.disabled", now, ts[-1])
+            if fifo and after.disabled_reason is None and any(t.finished for t in ts):
+                recorded.woken += await endpoints.release_head(conn, endpoint_id, now)
+        await endpoints.set_health(conn, changed)
+
+    async def _notify(
+        self,
+        conn: AsyncConnection,
+        recorded: Recorded,
+        job: Job,
+        event_type: str,
+        now: dt.datetime,
+        transition: Transition | None = None,
+    ) -> None:
+        payload: dict[str, Any] = {"endpoint_id": job.endpoint_ref}
+        if event_type == "endpoint.disabled":
+            gone = transition is not None and transition.outcome.response_status == GONE
+            payload["reason"] = "gone" if gone else "failing"
+        if transition is not None:
+            payload["last_error"] = transition.outcome.summary[: lifecycle.ERROR_LIMIT]
+        if event_type == "delivery.dead_lettered":
+            payload.update(
+                delivery_id=job.message_id,
+                event_id=job.event_id,
+                event_type=job.event_type,
+                attempts=job.attempt_number,
+            )
+        delivery_id = await endpoints.notify(conn, job.tenant_id, event_type, payload, now)
+        if delivery_id is not None:
+            recorded.woken.append(delivery_id)
+
+    async def release_waiting(
+        self, conn: AsyncConnection, *, endpoint_id: int, now: dt.datetime
+    ) -> list[int]:
+        fresh = await endpoints.health_of(conn, [endpoint_id], lock=self.lock_rows)
+        if endpoint_id not in fresh or fresh[endpoint_id][0].disabled_reason is not None:
+            return []
+        return await endpoints.release_endpoint(conn, endpoint_id, None, now)
+
+    async def enable_endpoint(
+        self, conn: AsyncConnection, *, endpoint_id: int, now: dt.datetime
+    ) -> list[int]:
+        """Enable the endpoint: breaker reset, active, what waited (or was deferred by
+        its breaker) due now; an ``endpoint.enabled`` notice if it was disabled. The ids
+        of the deliveries made due."""
+        fresh = await endpoints.health_of(conn, [endpoint_id], lock=self.lock_rows)
+        if endpoint_id not in fresh:
+            return []
+        state, _ = fresh[endpoint_id]
+        await conn.execute(ENABLE, {"w_id": endpoint_id, **_prefixed(HEALTHY.values(), "v_")})
+        woken = await endpoints.release_endpoint(conn, endpoint_id, state.circuit_until, now)
+        if state.disabled_reason is not None:
+            tenant_id, ref = (
+                await conn.execute(
+                    select(Endpoint.tenant_id, Endpoint.public_id).where(Endpoint.id == endpoint_id)
+                )
+            ).one()
+            payload = {
+                "endpoint_id": format_id(Kind.ENDPOINT, ref),
+                "previous_reason": state.disabled_reason.value,
+            }
+            notice = await endpoints.notify(conn, tenant_id, "endpoint.enabled", payload, now)
+            if notice is not None:
+                woken.append(notice)
+        return woken
 
     async def _write_attempt_ends(
         self, conn: AsyncConnection, transitions: Sequence[Transition], owner: str

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from webhookd.delivery.health import Change
 from webhookd.delivery.job import Job
+from webhookd.delivery.lifecycle import Transition
 
 
 class NewEvent(NamedTuple):
@@ -50,8 +53,25 @@ class RoutingTable:
     queue_head: int | None  # the smallest queue_key among live deliveries
 
 
+class PutBack(NamedTuple):
+    """A claimed delivery handed back unattempted (``lifecycle.put_back``)."""
+
+    job: Job
+    until: dt.datetime | None  # due again then; None: waiting
+    reason: str  # circuit_open, disabled, fifo, rate_limit
+
+
 @dataclass(slots=True)
 class Claim:
     jobs: list[Job]
     held_back: set[int] = field(default_factory=set)  # endpoints with due rows left behind
     exhausted: bool = False  # no other due rows than those of the saturated endpoints
+    put_back: list[PutBack] = field(default_factory=list)  # claimed, handed back at once
+    changes: list[tuple[Job, Change]] = field(default_factory=list)  # probes started
+
+
+@dataclass(slots=True)
+class Recorded:
+    transitions: list[Transition]
+    changes: list[tuple[Job, Change]] = field(default_factory=list)  # endpoint health
+    woken: list[int] = field(default_factory=list)  # deliveries made due (notices, turns)
