@@ -44,10 +44,13 @@ def _setup(server, admin, receiver) -> tuple[TenantCtx, dict, dict]:
     receiver.plan("/down", default=500)
     for n in range(3):
         assert tenant.publish(event_id=f"evt_list_{n}").status_code == 202
-    wait_until(
-        lambda: len(_deliveries(tenant.client, "/api/v1/deliveries", status="retrying")) == 3,
-        what="three retrying deliveries",
-    )
+    for status in ("retrying", "succeeded"):
+        wait_until(
+            lambda status=status: (
+                len(_deliveries(tenant.client, "/api/v1/deliveries", status=status)) == 3
+            ),
+            what=f"three {status} deliveries",
+        )
     return tenant, ok, down
 
 

@@ -160,6 +160,48 @@ def test_an_open_circuit_holds_other_deliveries_without_using_attempts(tenant, r
     assert total_attempts == len(receiver.received("/p/held"))  # each request one attempt
 
 
+def test_an_endpoint_failing_for_auto_disable_after_is_disabled(
+    tmp_path_factory: pytest.TempPathFactory, backend: str, receiver
+) -> None:
+    """With WEBHOOKD_AUTO_DISABLE_AFTER at 1 s, an endpoint that keeps failing is disabled
+    ("failing") at its first failure 1 s after the first; nothing is sent to it while
+    disabled, nothing is dead-lettered, and enable sends what waited."""
+    with (
+        running_server(
+            tmp_path_factory,
+            "autodisable",
+            backend=backend,
+            breaker_threshold=3,
+            breaker_cooldown=0.4,
+            breaker_max_cooldown=0.4,
+            auto_disable_after=1.0,
+        ) as srv,
+        srv.client(**{"X-Admin-Key": ADMIN_KEY}) as admin,
+    ):
+        tenant = create_tenant(srv, admin)
+        receiver.plan("/p/failing", default=500)
+        created = tenant.add_endpoint(receiver.url("/p/failing"), retry_schedule=[0.05] * 50)
+        assert tenant.publish(event_id="evt_failing").status_code == 202
+        wait_until(
+            lambda: endpoint(tenant, created["id"])["disabled_reason"] == "failing", 10, "failing"
+        )
+        state = endpoint(tenant, created["id"])
+        assert state["failing_since"] is not None
+        sent = len(receiver.received("/p/failing"))
+        requests = receiver.received("/p/failing")
+        assert requests[-1].at - requests[0].at >= 1.0 - 0.3  # failed for the whole second
+        time.sleep(1.0)  # longer than the cool-down: the breaker does not probe a disabled one
+        assert len(receiver.received("/p/failing")) == sent
+        assert not tenant.client.get("/api/v1/dlq").json()["items"]
+        receiver.plan("/p/failing", default=200)
+        enabled = enable(tenant, created["id"])
+        assert enabled["disabled_reason"] is None and enabled["failing_since"] is None
+        delivery = wait_final(tenant.client, "evt_failing")
+        assert delivery["status"] == "succeeded"
+        assert delivery["attempt_count"] == sent + 1
+        tenant.client.close()
+
+
 def test_custom_headers_are_sent_before_webhookds_own(tenant, receiver) -> None:
     receiver.plan("/p/headers")
     tenant.add_endpoint(
