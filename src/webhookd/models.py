@@ -104,8 +104,20 @@ class Tenant(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+CIRCUIT_NOT_CLOSED = "circuit <> 'closed'"
+
+
 class Endpoint(Base):
     __tablename__ = "endpoints"
+    # The endpoints whose breaker is open or half-open (few): the probe search reads only these.
+    __table_args__ = (
+        Index(
+            "ix_endpoints_circuit",
+            "circuit_until",
+            sqlite_where=text(CIRCUIT_NOT_CLOSED),
+            postgresql_where=text(CIRCUIT_NOT_CLOSED),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
     public_id: Mapped[uuid.UUID] = PublicId()

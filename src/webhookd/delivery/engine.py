@@ -80,6 +80,8 @@ class DeliveryEngine:
         # False while a claim has found no due work beyond the saturated endpoints and
         # nothing new may have come since (DeliveryStore.claim_due).
         self._search_past_saturated = True
+        self._claimed_all = False  # the last claim leased as many rows as it asked for
+        self._next_probe_search = 0.0  # loop time: look for cooled-down circuits from then
         self._attempt_tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -124,6 +126,10 @@ class DeliveryEngine:
 
     async def _claim(self, limit: int) -> list[Job]:
         """Lease up to ``limit`` due deliveries to this engine, in fair order."""
+        loop_time = asyncio.get_running_loop().time()
+        probe = loop_time >= self._next_probe_search
+        if probe:
+            self._next_probe_search = loop_time + self.settings.poll_interval
         async with self.db.write_connection() as conn:
             claim = await self.store.claim_due(
                 conn,
@@ -134,6 +140,7 @@ class DeliveryEngine:
                 in_flight=self._by_endpoint,
                 endpoint_caps=self.caps.cap,
                 search_past_saturated=self._search_past_saturated,
+                probe=probe,
             )
         self._handed_back(claim.put_back)
         report(claim.changes)
@@ -147,6 +154,9 @@ class DeliveryEngine:
             self._wake.set()
         for job in claim.jobs:
             self.caps.ordering(job.endpoint_id, fifo=job.fifo)
+        # Rows handed back (open circuit, FIFO turn, rate limit) were due too: a claim that
+        # leased ``limit`` rows may have left more due behind them, whatever it kept.
+        self._claimed_all = len(claim.jobs) + len(claim.put_back) >= limit
         return await self._throttle(claim.jobs)
 
     async def _throttle(self, jobs: list[Job]) -> list[Job]:
@@ -202,12 +212,12 @@ class DeliveryEngine:
                 jobs = await self._claim(want)
             except Exception as exc:
                 log_failure(log, "engine.claim_failed", exc)
-                jobs = []
+                jobs, self._claimed_all = [], False
                 await asyncio.sleep(self.settings.poll_interval)
                 self._search_past_saturated = True
             for job in jobs:
                 self._start_attempt(job)  # the dispatcher does not wait for the outcome
-            if len(jobs) == want:
+            if self._claimed_all:
                 await asyncio.sleep(0)  # more may be due: claim again after letting tasks run
                 continue
             try:

@@ -282,6 +282,7 @@ class CoreStore:
         in_flight: Mapping[int, int] | None = None,
         endpoint_caps: Callable[[int], int] | None = None,
         search_past_saturated: bool = True,
+        probe: bool = True,
     ) -> Claim:
         """Rows leased by someone else are not due: skipped.
 
@@ -298,32 +299,56 @@ class CoreStore:
         endpoint. ``Claim.exhausted`` says such a search saw all the other due work; until
         new work may have come (a publish, a retry falling due, the poll) the engine passes
         ``search_past_saturated=False`` and the claim reads only the head of the queue.
+
+        ``probe``: first make one waiting delivery of each endpoint whose circuit cooled
+        down due (its probe); an engine asks for it about once per poll interval.
+
+        Endpoints can also reach their cap while the window is read (a slow endpoint one
+        short of its cap, its backlog at the head of the queue): when that leaves the window
+        full of rows it could not take, the claim reads once more past those endpoints, so
+        that the other endpoints' rows behind them are not left for a later wake-up.
         """
+        if probe:  # endpoints whose circuit cooled down: one waiting delivery due now
+            await endpoints.release_probes(conn, now)
         busy = dict(in_flight or {})
         cap_of = endpoint_caps
-        saturated = (
-            sorted(e for e, n in busy.items() if n >= cap_of(e)) if cap_of is not None else []
-        )
+        saturated = {e for e, n in busy.items() if n >= cap_of(e)} if cap_of is not None else set()
         scan = limit * 2 if cap_of is not None else limit  # room for rows caps skip
         search = bool(saturated) and search_past_saturated
-        query = claim_candidates(skip_saturated=search, lock=self.lock_rows)
-        params: dict[str, Any] = {"now": now, "scan": scan}
-        if search:
-            params["saturated"] = saturated
         chosen: list[int] = []
+        taken: set[int] = set()
         held_back = set(saturated)
-        rows = (await conn.execute(query, params)).all()
-        for delivery_id, endpoint_id in rows:
-            if cap_of is not None:
-                if busy.get(endpoint_id, 0) >= cap_of(endpoint_id):
-                    held_back.add(endpoint_id)
+        exhausted = False
+        for _ in range(2):
+            query = claim_candidates(skip_saturated=search, lock=self.lock_rows)
+            params: dict[str, Any] = {"now": now, "scan": scan}
+            if search:
+                params["saturated"] = sorted(saturated)
+            rows = (await conn.execute(query, params)).all()
+            capped = False  # an endpoint reached its cap in this pass
+            for delivery_id, endpoint_id in rows:
+                if delivery_id in taken:
                     continue
-                busy[endpoint_id] = busy.get(endpoint_id, 0) + 1
-            chosen.append(delivery_id)
-            if len(chosen) == limit:
+                if cap_of is not None:
+                    if busy.get(endpoint_id, 0) >= cap_of(endpoint_id):
+                        held_back.add(endpoint_id)
+                        capped |= endpoint_id not in saturated
+                        saturated.add(endpoint_id)
+                        continue
+                    busy[endpoint_id] = busy.get(endpoint_id, 0) + 1
+                chosen.append(delivery_id)
+                taken.add(delivery_id)
+                if len(chosen) == limit:
+                    break
+            # Every due row outside the saturated endpoints was read, and all were taken.
+            exhausted = search and len(rows) < scan and all(r[0] in taken for r in rows)
+            # A window full of rows of endpoints that reached their cap while it was read
+            # (a slow endpoint's backlog at the head of the queue): once more, past them.
+            if len(chosen) == limit or len(rows) < scan or not capped:
                 break
-        # Every due row outside the saturated endpoints was read, and all were taken.
-        exhausted = search and len(rows) < scan and len(chosen) == len(rows)
+            if not search_past_saturated:
+                break
+            search = True
         if not chosen:
             return Claim([], held_back, exhausted)
         lease_values = lifecycle.leased(owner=owner, now=now, lease=lease)
@@ -365,8 +390,8 @@ class CoreStore:
             if decision is Gate.WAIT:
                 back += [PutBack(j, None, "disabled") for j in jobs]
                 continue
-            if decision is Gate.DEFER:
-                back += [PutBack(j, state.circuit_until, "circuit_open") for j in jobs]
+            if decision is Gate.DEFER:  # wait for the probe (endpoints.PARK_DUE)
+                back += [PutBack(j, None, "circuit_open") for j in jobs]
                 continue
             ready = jobs
             if fifo:
@@ -377,8 +402,7 @@ class CoreStore:
                 deadline = now + lease
                 state = probing(state, deadline)
                 await endpoints.set_health(conn, {endpoint_id: state})
-                await endpoints.defer_endpoint(conn, endpoint_id, deadline, now)
-                back += [PutBack(j, deadline, "circuit_open") for j in ready[1:]]
+                back += [PutBack(j, None, "circuit_open") for j in ready[1:]]
                 ready = ready[:1]
                 claim.changes.append((ready[0], Change.HALF_OPEN))
             keep += [dataclasses.replace(j, health=state, fifo=fifo) for j in ready]
@@ -524,7 +548,7 @@ class CoreStore:
             for change in changes:
                 recorded.changes.append((job, change))
                 if change is Change.OPENED and after.circuit_until is not None:
-                    await endpoints.defer_endpoint(conn, endpoint_id, after.circuit_until, now)
+                    await endpoints.park_due(conn, endpoint_id, after.circuit_until, now)
                 elif change is Change.CLOSED:
                     recorded.woken += await endpoints.release_endpoint(
                         conn, endpoint_id, state.circuit_until, now

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from webhookd.db import UTCDateTime
@@ -19,6 +19,7 @@ from webhookd.delivery.fairness import to_key
 from webhookd.delivery.health import HEALTH_COLUMNS, Health
 from webhookd.ids import new_id
 from webhookd.models import (
+    CIRCUIT_NOT_CLOSED,
     Delivery,
     DeliveryStatus,
     Endpoint,
@@ -56,8 +57,10 @@ FIFO_HEAD = select(func.min(Delivery.id)).where(
     Delivery.endpoint_id == bindparam("endpoint"), _OPEN
 )
 
-# Every idle delivery of an endpoint due before ``until``: due at ``until`` instead.
-DEFER_ENDPOINT = (
+# An open circuit's deliveries wait (no next attempt) instead of coming due, all at once,
+# when it cools down: those due before ``until``, the end of its cool-down. One of them is
+# made due for the probe (RELEASE_PROBE), the rest when a probe succeeds (RELEASE_ENDPOINT).
+PARK_DUE = (
     update(Delivery)
     .where(
         Delivery.endpoint_id == bindparam("endpoint"),
@@ -65,7 +68,42 @@ DEFER_ENDPOINT = (
         Delivery.next_attempt_at.is_not(None),
         Delivery.next_attempt_at < _UNTIL,
     )
-    .values(next_attempt_at=_UNTIL, queue_key=bindparam("key"), updated_at=_NOW)
+    .values(next_attempt_at=None, updated_at=_NOW)
+)
+# Endpoints whose circuit has cooled down (or whose probe's deadline passed).
+COOLED = select(Endpoint.id).where(
+    text(CIRCUIT_NOT_CLOSED),
+    Endpoint.circuit_until <= _NOW,
+    Endpoint.disabled_reason.is_(None),
+)
+# The oldest waiting delivery of a cooled endpoint, due now as its probe, unless one of
+# its deliveries is due or in flight already (that one will be the probe).
+_BUSY = (
+    select(Delivery.id)
+    .where(
+        Delivery.endpoint_id == bindparam("endpoint"),
+        or_(
+            Delivery.status == DeliveryStatus.DELIVERING,
+            and_(_IDLE, Delivery.next_attempt_at <= _NOW),
+        ),
+    )
+    .exists()
+)
+RELEASE_PROBE = (
+    update(Delivery)
+    .where(
+        Delivery.id
+        == select(func.min(Delivery.id))
+        .where(
+            Delivery.endpoint_id == bindparam("endpoint"),
+            _IDLE,
+            Delivery.next_attempt_at.is_(None),
+        )
+        .scalar_subquery(),
+        ~_BUSY,
+    )
+    .values(next_attempt_at=_NOW, queue_key=bindparam("key"), updated_at=_NOW)
+    .returning(Delivery.id)
 )
 # A disabled endpoint's idle deliveries wait (no next attempt) until it is enabled.
 PARK_ENDPOINT = (
@@ -141,12 +179,21 @@ async def release_head(conn: AsyncConnection, endpoint_id: int, now: dt.datetime
     return [row[0] for row in result]
 
 
-async def defer_endpoint(
+async def park_due(
     conn: AsyncConnection, endpoint_id: int, until: dt.datetime, now: dt.datetime
 ) -> None:
-    await conn.execute(
-        DEFER_ENDPOINT, {"endpoint": endpoint_id, "until": until, "key": to_key(until), "now": now}
-    )
+    """The endpoint's circuit opened until ``until``: what would come due before waits."""
+    await conn.execute(PARK_DUE, {"endpoint": endpoint_id, "until": until, "now": now})
+
+
+async def release_probes(conn: AsyncConnection, now: dt.datetime) -> list[int]:
+    """One waiting delivery of each endpoint whose circuit cooled down, due now: the claim
+    that takes it sends it as the probe (``health.gate``). Their ids."""
+    woken: list[int] = []
+    for endpoint_id in (await conn.scalars(COOLED, {"now": now})).all():
+        params = {"endpoint": endpoint_id, "now": now, "key": to_key(now)}
+        woken += [row[0] for row in await conn.execute(RELEASE_PROBE, params)]
+    return woken
 
 
 async def park_endpoint(conn: AsyncConnection, endpoint_id: int, now: dt.datetime) -> None:

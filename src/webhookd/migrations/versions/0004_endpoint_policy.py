@@ -1,6 +1,7 @@
 """endpoint delivery policy: retry schedule, rate limit, custom headers, ordering, health
 (breaker, disabled reason); the tenant's operational webhook URL; operational events;
-ix_deliveries_open (an endpoint's live deliveries) replaces ix_deliveries_due
+ix_deliveries_open (an endpoint's live deliveries) replaces ix_deliveries_due;
+ix_endpoints_circuit (endpoints whose breaker is not closed)
 
 Revision ID: 0004
 Revises: 0003
@@ -18,6 +19,7 @@ branch_labels = None
 depends_on = None
 
 OPEN = "status IN ('pending', 'delivering', 'retrying')"
+CIRCUIT_NOT_CLOSED = "circuit <> 'closed'"
 # Deliveries waiting (for an enable, or their FIFO turn) have no next attempt; the older
 # schema would strand them: due now instead.
 STRANDED = (
@@ -47,6 +49,13 @@ def upgrade() -> None:
     with op.batch_alter_table("endpoints", schema=None) as batch_op:
         for column in endpoint_columns():
             batch_op.add_column(column)
+        batch_op.create_index(
+            "ix_endpoints_circuit",
+            ["circuit_until"],
+            unique=False,
+            sqlite_where=sa.text(CIRCUIT_NOT_CLOSED),
+            postgresql_where=sa.text(CIRCUIT_NOT_CLOSED),
+        )
     with op.batch_alter_table("tenants", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("operational_webhook_url", sa.String(length=2048), nullable=True)
@@ -89,5 +98,10 @@ def downgrade() -> None:
         batch_op.drop_column("operational_webhook_url")
     op.execute("DELETE FROM endpoints WHERE kind = 'operational'")
     with op.batch_alter_table("endpoints", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_endpoints_circuit",
+            sqlite_where=sa.text(CIRCUIT_NOT_CLOSED),
+            postgresql_where=sa.text(CIRCUIT_NOT_CLOSED),
+        )
         for column in reversed(endpoint_columns()):
             batch_op.drop_column(column.name)
