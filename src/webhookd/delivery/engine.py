@@ -81,6 +81,7 @@ class DeliveryEngine:
         # nothing new may have come since (DeliveryStore.claim_due).
         self._search_past_saturated = True
         self._claimed_all = False  # the last claim leased as many rows as it asked for
+        self._new_work = True  # woken (a publish, a retry, the poll) since the last claim
         self._next_probe_search = 0.0  # loop time: look for cooled-down circuits from then
         self._attempt_tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -122,6 +123,7 @@ class DeliveryEngine:
         """New work may be due (a publish, a retry, a message): claim now, and look past
         endpoints at their cap again."""
         self._search_past_saturated = True
+        self._new_work = True
         self._wake.set()
 
     async def _claim(self, limit: int) -> list[Job]:
@@ -130,6 +132,7 @@ class DeliveryEngine:
         probe = loop_time >= self._next_probe_search
         if probe:
             self._next_probe_search = loop_time + self.settings.poll_interval
+        new_work, self._new_work = self._new_work, False
         async with self.db.write_connection() as conn:
             claim = await self.store.claim_due(
                 conn,
@@ -140,6 +143,7 @@ class DeliveryEngine:
                 in_flight=self._by_endpoint,
                 endpoint_caps=self.caps.cap,
                 search_past_saturated=self._search_past_saturated,
+                search_past_capped=new_work,
                 probe=probe,
             )
         self._handed_back(claim.put_back)
@@ -223,7 +227,8 @@ class DeliveryEngine:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval)
             except TimeoutError:
-                self._search_past_saturated = True  # the poll: expired leases, other writers
+                # the poll: expired leases, other writers
+                self._search_past_saturated = self._new_work = True
 
     def _start_attempt(self, job: Job) -> None:
         self._in_flight += 1
@@ -250,6 +255,8 @@ class DeliveryEngine:
         else:
             self._by_endpoint[endpoint_id] = count
         if endpoint_id in self._held_back and self._has_room(endpoint_id):
+            # Its rows may sit behind a saturated endpoint's backlog: look past it.
+            self._search_past_saturated = True
             self._wake.set()
 
     def _has_room(self, endpoint_id: int) -> bool:

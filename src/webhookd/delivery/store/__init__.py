@@ -72,6 +72,7 @@ class DeliveryStore(Protocol):
         in_flight: Mapping[int, int] | None = None,
         endpoint_caps: Callable[[int], int] | None = None,
         search_past_saturated: bool = True,
+        search_past_capped: bool = True,
         probe: bool = True,
     ) -> Claim:
         """Lease up to ``limit`` due deliveries to ``owner`` in fair order, each endpoint

@@ -282,6 +282,7 @@ class CoreStore:
         in_flight: Mapping[int, int] | None = None,
         endpoint_caps: Callable[[int], int] | None = None,
         search_past_saturated: bool = True,
+        search_past_capped: bool = True,
         probe: bool = True,
     ) -> Claim:
         """Rows leased by someone else are not due: skipped.
@@ -307,6 +308,9 @@ class CoreStore:
         short of its cap, its backlog at the head of the queue): when that leaves the window
         full of rows it could not take, the claim reads once more past those endpoints, so
         that the other endpoints' rows behind them are not left for a later wake-up.
+        That second read can cost as much as a search past a large backlog, so it is done
+        only with ``search_past_capped`` (the engine: new work may have come since its last
+        claim), not on every claim that follows an endpoint getting room.
         """
         if probe:  # endpoints whose circuit cooled down: one waiting delivery due now
             await endpoints.release_probes(conn, now)
@@ -319,7 +323,7 @@ class CoreStore:
         taken: set[int] = set()
         held_back = set(saturated)
         exhausted = False
-        for _ in range(2):
+        for passes in range(2):
             query = claim_candidates(skip_saturated=search, lock=self.lock_rows)
             params: dict[str, Any] = {"now": now, "scan": scan}
             if search:
@@ -340,13 +344,15 @@ class CoreStore:
                 taken.add(delivery_id)
                 if len(chosen) == limit:
                     break
-            # Every due row outside the saturated endpoints was read, and all were taken.
-            exhausted = search and len(rows) < scan and all(r[0] in taken for r in rows)
+            if not passes:  # Every due row outside the endpoints saturated before this
+                # claim was read, and all were taken (endpoints capped by this claim have
+                # more, and say so through Claim.held_back).
+                exhausted = search and len(rows) < scan and all(r[0] in taken for r in rows)
             # A window full of rows of endpoints that reached their cap while it was read
             # (a slow endpoint's backlog at the head of the queue): once more, past them.
             if len(chosen) == limit or len(rows) < scan or not capped:
                 break
-            if not search_past_saturated:
+            if not search_past_capped:
                 break
             search = True
         if not chosen:
