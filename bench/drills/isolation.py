@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import orjson
-from ledger import Ledger, Receipts, outcome, wait_for
+from ledger import Ledger, Receipts, alternate, combined, outcome, quantiles, wait_for
 from stack import DB, Receiver, Server, sqlite_env, started
 from traffic import EVENT_TYPE, PAYLOAD, Publisher, Tenant, create_tenant
 
@@ -25,17 +25,6 @@ from webhookd.delivery.fairness import COST_US
 FAST = ["/f1", "/f2", "/f3", "/f4"]
 SLOW_DELAY = 10.0  # the slow endpoint answers after this long (= webhookd's request timeout)
 SETTLE = 300.0
-
-
-def _quantiles(values: list[float]) -> dict[str, float]:
-    if len(values) < 2:
-        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
-    q = statistics.quantiles(values, n=100, method="inclusive")
-    return {
-        "p50_ms": round(q[49] * 1000, 1),
-        "p99_ms": round(q[98] * 1000, 1),
-        "max_ms": round(max(values) * 1000, 1),
-    }
 
 
 def _server_without_engine(stop: ExitStack, logs: Path) -> Server:
@@ -76,7 +65,7 @@ async def _steady_latency(publisher: Publisher, receipts: Receipts) -> dict[str,
     await asyncio.to_thread(
         wait_for, lambda: len(_fast(receipts, "st_")) >= expected, "steady phase", 300
     )
-    return _quantiles([r["t"] - publisher.sent_at[r["ev"]] for r in _fast(receipts, "st_")])
+    return quantiles([r["t"] - publisher.sent_at[r["ev"]] for r in _fast(receipts, "st_")])
 
 
 async def _head_of_line_run(logs: Path, events: int, slow: bool) -> dict[str, object]:
@@ -114,33 +103,20 @@ async def _head_of_line_run(logs: Path, events: int, slow: bool) -> dict[str, ob
         )
 
 
-COUNTS = (
-    "accepted",
-    "accepted_deliveries",
-    "delivered",
-    "duplicates",
-    "dlq",
-    "live_at_end",
-    "lost",
-)
-
-
 async def head_of_line(logs: Path, events: int = 2000, rounds: int = 3) -> dict[str, object]:
     """The fast endpoints' drain rate with one endpoint answering after 10 s, against a
     baseline without it, alternating ``rounds`` times (the machine is shared: medians);
     passes if the median slowdown is at most 20 % and no run lost anything."""
-    runs: dict[str, list[dict]] = {"baseline": [], "with_slow": []}
-    for n in range(rounds):
-        for variant in runs:
-            run = await _head_of_line_run(
-                logs / f"{variant}-{n + 1}", events, variant != "baseline"
-            )
-            runs[variant].append(run)
+
+    async def run(variant: str, n: int) -> dict:
+        return await _head_of_line_run(logs / f"{variant}-{n}", events, variant != "baseline")
+
+    runs = await alternate(("baseline", "with_slow"), rounds, run)
     rates = {v: [r["figures"]["fast_drain_per_s"] for r in rs] for v, rs in runs.items()}
     base, slow = (statistics.median(rates[v]) for v in ("baseline", "with_slow"))
     slowdown = 1 - slow / base if base else 1.0
     every = runs["baseline"] + runs["with_slow"]
-    failures = [f"{r['drill']}: {f}" for r in every for f in r["failures"]]
+    failures = []
     if slowdown > 0.20:
         failures.append(
             f"fast endpoints {100 * slowdown:.0f} % slower with the slow endpoint (median "
@@ -156,14 +132,7 @@ async def head_of_line(logs: Path, events: int = 2000, rounds: int = 3) -> dict[
         "slow_requests_received": sum(r["figures"]["slow_requests_received"] for r in every),
         "duplicates_at_slow_endpoint": sum(r.get("duplicates /slow", 0) for r in every),
     }
-    return {
-        "drill": "head-of-line",
-        "passed": not failures,
-        "failures": failures,
-        **{key: sum(r[key] for r in every) for key in COUNTS},
-        "publisher": {"runs": len(every), "gave_up": sum(r["publisher"]["gave_up"] for r in every)},
-        "figures": figures,
-    }
+    return combined("head-of-line", runs, failures, figures)
 
 
 # -- tenant fairness -------------------------------------------------------------------------
@@ -319,7 +288,7 @@ async def tenant_fairness(logs: Path, flood: int = 100_000) -> dict[str, object]
                 "a_published_via_api_during_run": len(pub_a.accepted) - flood - 1,
                 "a_drain_seconds": round(a_times[-1] - engine_on, 1) if a_times else None,
                 "b_events": len(delays),
-                "b_delay": _quantiles(delays),
+                "b_delay": quantiles(delays),
             },
             condition=(worst <= 5.0, f"tenant B waited up to {worst:.1f} s (limit 5 s)"),
         )

@@ -10,10 +10,11 @@
 from __future__ import annotations
 
 import sqlite3
+import statistics
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,9 @@ def dead_letters(api: str, tenant: Tenant) -> set[tuple[str, str]]:
                 return found
 
 
-LIVE = "next_attempt_at IS NOT NULL"  # the engine's own definition of a live delivery
+# Not finished: due, scheduled, leased, or waiting without a next attempt (an open circuit,
+# a disabled endpoint, a FIFO turn: docs/DELIVERY.md); the engine's models.OPEN.
+LIVE = "status IN ('pending', 'delivering', 'retrying')"
 LIVE_SQL = (
     "SELECT e.event_id, d.endpoint_id FROM deliveries d JOIN events e ON e.id = d.event_id"
     f" WHERE d.{LIVE}"
@@ -94,8 +97,8 @@ def query(db_url: str, sql: str) -> list[tuple[str, ...]]:
 
 
 def live_deliveries(db_url: str) -> list[tuple[str, int]]:
-    """(event_id, endpoint id) of deliveries not finished yet: pending, failed awaiting a
-    retry, or leased. There is no API for it: read from the database."""
+    """(event_id, endpoint id) of deliveries not finished yet: pending, awaiting a retry,
+    leased, or waiting. There is no API for it: read from the database."""
     return [(e, int(i)) for e, i in query(db_url, LIVE_SQL)]
 
 
@@ -169,6 +172,18 @@ def latency_ms(
     return figures
 
 
+def quantiles(values: list[float]) -> dict[str, float]:
+    """p50, p99 and max of durations in seconds, in ms."""
+    if len(values) < 2:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "max_ms": float("nan")}
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return {
+        "p50_ms": round(q[49] * 1000, 1),
+        "p99_ms": round(q[98] * 1000, 1),
+        "max_ms": round(max(values) * 1000, 1),
+    }
+
+
 def wait_for(check: Callable[[], bool], what: str, timeout: float) -> None:
     """Poll ``check()`` (bounded) until true; fail the drill naming ``what``."""
     deadline = time.monotonic() + timeout
@@ -207,5 +222,48 @@ def outcome(
         "accepted": publisher["accepted"],
         **counts,
         "publisher": publisher,
+        "figures": figures,
+    }
+
+
+# -- drills that compare variants over alternating rounds -------------------------------------
+
+COUNTS = (
+    "accepted",
+    "accepted_deliveries",
+    "delivered",
+    "duplicates",
+    "dlq",
+    "live_at_end",
+    "lost",
+)
+
+
+async def alternate(
+    variants: Iterable[str], rounds: int, run: Callable[[str, int], Awaitable[dict]]
+) -> dict[str, list[dict]]:
+    """``run(variant, round)`` for every variant, round after round (the machine is shared:
+    alternating spreads its noise over the variants); the results by variant."""
+    names = list(variants)
+    runs: dict[str, list[dict]] = {v: [] for v in names}
+    for n in range(1, rounds + 1):
+        for variant in names:
+            runs[variant].append(await run(variant, n))
+    return runs
+
+
+def combined(
+    name: str, runs: dict[str, list[dict]], failures: list[str], figures: dict[str, object]
+) -> dict[str, object]:
+    """One result for the runs of an ``alternate``: their counts summed, their failures and
+    ``failures`` (the comparison's), the drill's ``figures``."""
+    every = [r for rs in runs.values() for r in rs]
+    failures = [f"{r['drill']}: {f}" for r in every for f in r["failures"]] + failures
+    return {
+        "drill": name,
+        "passed": not failures,
+        "failures": failures,
+        **{key: sum(r[key] for r in every) for key in COUNTS},
+        "publisher": {"runs": len(every), "gave_up": sum(r["publisher"]["gave_up"] for r in every)},
         "figures": figures,
     }

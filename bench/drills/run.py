@@ -26,6 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bad_endpoints  # noqa: E402
 import faults  # noqa: E402
 import isolation  # noqa: E402
 
@@ -43,6 +44,7 @@ def drills(flood: int) -> dict[str, Drill]:
         "receiver-outage": faults.receiver_outage,
         "head-of-line": isolation.head_of_line,
         "tenant-fairness": partial(isolation.tenant_fairness, flood=flood),
+        "bad-endpoints": bad_endpoints.bad_endpoints,
     }
 
 

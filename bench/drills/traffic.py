@@ -26,9 +26,9 @@ PAYLOAD = "x" * 200
 
 @dataclass
 class Tenant:
-    id: int
+    id: str  # tnt_…
     api_key: str
-    endpoints: dict[int, str] = field(default_factory=dict)  # endpoint id -> receiver path
+    endpoints: dict[str, str] = field(default_factory=dict)  # endpoint id (ep_…) -> path
 
 
 def create_tenant(api: str, name: str, receiver_port: int, paths: Iterable[str]) -> Tenant:
@@ -42,15 +42,23 @@ def create_tenant(api: str, name: str, receiver_port: int, paths: Iterable[str])
     created.raise_for_status()
     tenant = Tenant(created.json()["id"], created.json()["api_key"])
     for path in paths:
-        endpoint = httpx.post(
-            f"{api}/api/v1/tenants/{tenant.id}/endpoints",
-            headers={"X-API-Key": tenant.api_key},
-            json={"url": f"http://127.0.0.1:{receiver_port}{path}"},
-            timeout=30,
-        )
-        endpoint.raise_for_status()
-        tenant.endpoints[endpoint.json()["id"]] = path
+        add_endpoint(api, tenant, f"http://127.0.0.1:{receiver_port}{path}", path)
     return tenant
+
+
+def add_endpoint(api: str, tenant: Tenant, url: str, path: str) -> str:
+    """Subscribe ``url`` to every event type of ``tenant``, known to the ledger as ``path``
+    (the receiver path, or a name for a URL no receiver serves); the endpoint's id."""
+    endpoint = httpx.post(
+        f"{api}/api/v1/tenants/{tenant.id}/endpoints",
+        headers={"X-API-Key": tenant.api_key},
+        json={"url": url},
+        timeout=30,
+    )
+    endpoint.raise_for_status()
+    endpoint_id: str = endpoint.json()["id"]
+    tenant.endpoints[endpoint_id] = path
+    return endpoint_id
 
 
 class PublishError(RuntimeError):
