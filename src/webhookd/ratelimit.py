@@ -8,6 +8,7 @@ ones (one shared atomic script per round trip) serve every process alike.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import math
 import time
@@ -192,7 +193,7 @@ _MIN_WAIT = 1e-6  # a refusal never answers 0 s (the script rounds its waits to 
 _Step = tuple[str, float, float, asyncio.Future[R]]
 
 
-class _RedisBuckets(Generic[R]):
+class _RedisBuckets(abc.ABC, Generic[R]):
     """Token buckets in Redis, by one atomic BUCKET_SCRIPT per round trip. The steps waiting
     while a round trip is in flight go together in the next one (in arrival order, each as if
     alone): a Redis call costs this process far more CPU than the script costs Redis.
@@ -217,11 +218,13 @@ class _RedisBuckets(Generic[R]):
         self._waiting: list[_Step[R]] = []
         self._runner: asyncio.Task[None] | None = None
 
+    @abc.abstractmethod
     def _answer(self, step: _Step[R], allowed: bool, remaining: int, wait: float) -> R:
-        raise NotImplementedError
+        """The caller's answer for one bucket step."""
 
+    @abc.abstractmethod
     def _fallback(self, step: _Step[R], exc: Exception) -> R:
-        raise NotImplementedError
+        """The caller's answer when Redis failed (may raise an ``AppError``)."""
 
     def _submit(self, key: str, capacity: float, rate: float) -> asyncio.Future[R]:
         """Queue one bucket step; its answer comes with the next round trip."""

@@ -8,6 +8,7 @@ attempts are written.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import datetime as dt
 import functools
@@ -238,9 +239,9 @@ def _prefixed(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return {prefix + key: value for key, value in values.items()}
 
 
-class CoreStore:
+class CoreStore(abc.ABC):
     """The store on SQLAlchemy Core; subclasses insert rows and write attempt ends their
-    database's fastest way."""
+    database's fastest way (the abstract methods: postgres.py, sqlite.py)."""
 
     lock_rows = False  # FOR UPDATE (SKIP LOCKED) where several processes claim
 
@@ -249,15 +250,17 @@ class CoreStore:
 
     # -- publishing --------------------------------------------------------------------------
 
+    @abc.abstractmethod
     async def insert_events(
         self, conn: AsyncConnection, events: Sequence[NewEvent], now: dt.datetime
     ) -> list[InsertedEvent]:
-        raise NotImplementedError
+        """The events inserted (duplicates of an event_id skipped), in input order."""
 
+    @abc.abstractmethod
     async def insert_deliveries(
         self, conn: AsyncConnection, rows: Sequence[NewDelivery], now: dt.datetime
     ) -> list[DeliveryRef]:
-        raise NotImplementedError
+        """New deliveries in their starting state, in id order."""
 
     async def routing(self, conn: AsyncConnection, tenant_ids: Sequence[int]) -> RoutingTable:
         table = RoutingTable({}, None)
@@ -628,10 +631,12 @@ class CoreStore:
                 woken.append(notice)
         return woken
 
+    @abc.abstractmethod
     async def _write_attempt_ends(
         self, conn: AsyncConnection, transitions: Sequence[Transition], owner: str
     ) -> None:
-        raise NotImplementedError
+        """Write each attempt's end (row values and attempt record) if ``owner`` still
+        holds the lease."""
 
     async def release_leases(self, conn: AsyncConnection, *, owner: str, now: dt.datetime) -> int:
         result = await conn.execute(

@@ -46,7 +46,7 @@ def _processor(type_: TypeEngine[Any], dialect: Dialect) -> Convert:
     try:
         if type_.python_type is dt.datetime:  # most rows of a batch share one timestamp
             return functools.lru_cache(maxsize=64)(process)
-    except NotImplementedError:
+    except NotImplementedError:  # SQLAlchemy: this column type declares no python_type
         pass
     return process
 
