@@ -10,6 +10,7 @@ p50/p99 and the server's CPU per request, the figure that stays readable on a bu
     .venv/bin/python -m bench.ingest_profile [--db sqlite|postgresql] [--duration 10]
         [--connections 64] [--rounds 1] [--profile prof.svg|prof.txt]
         [--api-workers 2 --redis redis://127.0.0.1:6379/13]  # PostgreSQL only
+        [--broker amqp://guest:guest@127.0.0.1:5672//]  # as make bench's distributed ingest
 
 ``--profile`` runs ``py-spy record`` on the webhookd process during the last round.
 """
@@ -114,7 +115,7 @@ async def pg_database(action: str, name: str) -> None:
 
 
 def start_webhookd(
-    database_url: str, port: int, api_workers: int, redis_url: str | None
+    database_url: str, port: int, api_workers: int, redis_url: str | None, broker_url: str | None
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -126,6 +127,7 @@ def start_webhookd(
         "WEBHOOKD_RUN_WORKERS": "false",
         "WEBHOOKD_LOG_LEVEL": "WARNING",
         **({"WEBHOOKD_REDIS_URL": redis_url} if redis_url else {}),
+        **({"WEBHOOKD_BROKER_URL": broker_url} if broker_url else {}),
     }
     cmd = [sys.executable, "-m", "webhookd", "serve", "--port", str(port)]
     if api_workers > 1:
@@ -143,6 +145,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--redis", help="WEBHOOKD_REDIS_URL (needed by --api-workers > 1)")
+    parser.add_argument("--broker", help="WEBHOOKD_BROKER_URL: the API hands deliveries to Celery")
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--profile", help="py-spy flame graph of webhookd (last round)")
     args = parser.parse_args()
@@ -166,7 +169,7 @@ def main() -> None:
                 asyncio.run(pg_database("create", pg_name))
                 url = POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + pg_name
             port = free_port()
-            server = start_webhookd(url, port, args.api_workers, args.redis)
+            server = start_webhookd(url, port, args.api_workers, args.redis, args.broker)
             spy = None
             try:
                 api_key = create_tenant(
@@ -185,6 +188,8 @@ def main() -> None:
                             str(args.duration),
                             "--subprocesses",
                             "--nonblocking",
+                            "--rate",
+                            "400",
                             "--format",
                             "raw" if args.profile.endswith(".txt") else "flamegraph",
                         ],

@@ -48,6 +48,7 @@ MISSING = {
     "endpoint_id": "ep_01JEKX6V4W8S8N0C7W0R6FQ2ZB",
     "entry_id": "dlq_01JEKX6V4W8S8N0C7W0R6FQ2ZB",
     "event_id": "evt_authz_never_published",
+    "name": "authz.never.declared",
 }
 DEAD_PATH = "/authz/dead"  # the receiver answers 500 here: one attempt, then the DLQ
 
@@ -65,6 +66,7 @@ class Party:
     endpoint_id: str = ""
     bulk_endpoint_id: str = ""  # its dead letters are the ones POST /dlq/retry retries
     event_id: str = ""
+    event_type: str = ""  # in the tenant's event-type catalog
     entry_id: str = ""
     retry_entries: list[str] = field(default_factory=list)  # unresolved, one per retry
     endpoint_ids: set[str] = field(default_factory=set)
@@ -107,6 +109,12 @@ class World:
         party.endpoint_ids.add(response.json()["id"])
         return str(response.json()["id"])
 
+    def event_type(self, party: Party) -> str:
+        name = f"authz.{party.token}.{next(_seq)}"
+        response = self.admin.post(f"/api/v1/tenants/{party.id}/event-types", json={"name": name})
+        assert response.status_code == 201, response.text
+        return name
+
     def publish(self, party: Party, client: httpx.Client, count: int) -> list[str]:
         event_ids = [f"evt_{party.token}_{next(_seq)}" for _ in range(count)]
         for event_id in event_ids:
@@ -143,6 +151,7 @@ def _setup(world: World, party: Party) -> None:
     created = response.json()
     party.id, party.key, party.secret = created["id"], created["api_key"], created["secret_key"]
     party.endpoint_id = world.endpoint(party, DEAD_PATH)
+    party.event_type = world.event_type(party)
     with world.server.client(**{"X-API-Key": party.key}) as client:
         # Single-entry DLQ routes act on these (all from endpoint_id).
         event_ids = world.publish(party, client, 1 + len(CALLERS))
@@ -200,6 +209,7 @@ def _new_event(world: World) -> dict[str, Any]:
 
 T = "/api/v1/tenants/{tenant_id}"
 E = T + "/endpoints"
+ET = T + "/event-types"
 MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/tenants"): Row(ADMIN, {"name": "authz new", "email": "new@example.com"}),
     ("GET", "/api/v1/tenants"): Row(ADMIN),
@@ -214,6 +224,11 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("PATCH", E + "/{endpoint_id}"): Row(TENANT_OR_ADMIN, {"description": "patched"}),
     ("DELETE", E + "/{endpoint_id}"): Row(TENANT_OR_ADMIN, fresh="endpoint"),
     ("POST", E + "/{endpoint_id}/enable"): Row(TENANT_OR_ADMIN),
+    ("POST", ET): Row(TENANT_OR_ADMIN, lambda w: {"name": f"authz.new.{next(_seq)}"}),
+    ("GET", ET): Row(TENANT_OR_ADMIN),
+    ("GET", ET + "/{name}"): Row(TENANT_OR_ADMIN),
+    ("PATCH", ET + "/{name}"): Row(TENANT_OR_ADMIN, {"description": "patched"}),
+    ("DELETE", ET + "/{name}"): Row(TENANT_OR_ADMIN, fresh="event_type"),
     ("POST", "/api/v1/events"): Row(TENANT_OR_ADMIN, _new_event, names_own=True),
     ("GET", "/api/v1/events"): Row(TENANT),
     ("GET", "/api/v1/events/{event_id}"): Row(TENANT),
@@ -307,7 +322,10 @@ def _target(world: World, row: Row, path: str) -> tuple[str, list[object]]:
         "endpoint_id": own.endpoint_id,
         "entry_id": own.entry_id,
         "event_id": own.event_id,
+        "name": own.event_type,
     }
+    if row.fresh == "event_type":
+        values["name"] = world.event_type(own)
     if row.fresh == "endpoint":
         values["endpoint_id"] = world.endpoint(own, "/authz/doomed")
     if row.fresh == "entry":

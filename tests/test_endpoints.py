@@ -19,6 +19,7 @@ ENDPOINT_FIELDS = {
     "rate_limit",
     "headers",
     "ordering",
+    "filter",
     "disabled_reason",
     "circuit",
     "failing_since",

@@ -106,6 +106,8 @@ class World:
     endpoints: list[str]  # main's endpoints that stay
     spare_endpoints: list[str]  # main's endpoints for DELETE to take
     event_ids: list[str]  # main's events
+    event_types: list[str]  # main's event types that stay
+    spare_event_types: list[str]  # main's event types for DELETE to take
     entries: dict[str, list[str]]  # dead letters of dlq: "read", "discard", "retry"
     seen: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
 
@@ -140,7 +142,8 @@ class World:
             if isinstance(value, bool) or not isinstance(value, int | str):
                 continue
             pick = len(str(value))
-            nested = name == "tenant_id" and "/endpoints" in path  # then aim at the endpoint
+            # then aim at the endpoint or event type
+            nested = name == "tenant_id" and ("/endpoints" in path or "/event-types" in path)
             if pick % 2 == 0 or nested:
                 params[name] = self._real(name, method, path, pick // 2)
             elif (method, path) == ("PATCH", "/api/v1/tenants/{tenant_id}"):
@@ -166,6 +169,9 @@ class World:
             return pool[n % len(pool)]
         if name == "event_id":
             return self.event_ids[n % len(self.event_ids)]
+        if name == "name" and "/event-types/" in path:
+            pool = self.spare_event_types if method == "DELETE" else self.event_types
+            return pool[n % len(pool)]
         if name == "entry_id":
             pool = {"DELETE": "discard", "POST": "retry"}.get(method, "read")
             return self.entries[pool][n % len(self.entries[pool])]
@@ -273,6 +279,14 @@ def world(fuzz_server: LiveServer) -> Iterator[World]:
             assert response.status_code == 201, response.text
             endpoints.append(response.json()["id"])
         event_ids = [_publish(main)["event_id"] for _ in range(4)]
+        event_types = []
+        for n in range(6):
+            response = main.post(
+                f"/api/v1/tenants/{tenants['main']['id']}/event-types",
+                json={"name": f"fuzz.type.{n}"},
+            )
+            assert response.status_code == 201, response.text
+            event_types.append(response.json()["name"])
         for role in ("dlq", "bulk"):
             response = clients[role].post(
                 f"/api/v1/tenants/{tenants[role]['id']}/endpoints",
@@ -287,6 +301,8 @@ def world(fuzz_server: LiveServer) -> Iterator[World]:
             endpoints=endpoints[:3],
             spare_endpoints=endpoints[3:],
             event_ids=event_ids,
+            event_types=event_types[:3],
+            spare_event_types=event_types[3:],
             entries={"read": entries[:4], "discard": entries[4:8], "retry": entries[8:]},
         )
     finally:

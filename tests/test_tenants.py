@@ -20,6 +20,7 @@ READ_FIELDS = {
     "email",
     "rate_limit",
     "operational_webhook_url",
+    "strict_event_types",
     "api_key_prefix",
     "created_at",
 }

@@ -23,6 +23,7 @@ from webhookd.delivery.routes import router as dlq_router
 from webhookd.endpoint.routes import router as endpoint_router
 from webhookd.event.ingest import IngestFastPath
 from webhookd.event.routes import router as event_router
+from webhookd.eventtype.routes import router as event_type_router
 from webhookd.heap import freeze_startup_heap
 from webhookd.logging import configure_logging
 from webhookd.runtime import build_runtime
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = (
         tenant_router,
         endpoint_router,
+        event_type_router,
         event_router,
         deliveries_router,
         dlq_router,

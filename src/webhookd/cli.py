@@ -1,4 +1,5 @@
-"""Command line: ``webhookd serve``, ``worker``, ``migrate``, ``demo``, ``receiver``.
+"""Command line: ``webhookd serve``, ``worker``, ``migrate``, ``demo``, ``listen`` (alias
+``receiver``).
 
 Each command checks what it needs before it starts anything (webhookd/startup.py) and
 answers a problem with one line on stderr and a non-zero exit status."""
@@ -165,17 +166,94 @@ def version() -> None:
     typer.echo(__version__)
 
 
-@app.command()
-def receiver(
+def _http_url(value: str | None) -> str | None:
+    from urllib.parse import urlsplit
+
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise typer.BadParameter(f"not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise typer.BadParameter(
+            "must be an http:// or https:// URL, such as http://127.0.0.1:8000/hook"
+        )
+    return value
+
+
+@app.command("listen")
+def listen(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on")] = 9000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on")] = 9000,
     secret: Annotated[
         str | None,
-        typer.Option(envvar="WEBHOOKD_RECEIVER_SECRET", help="Tenant secret (whsec_...) to verify"),
+        typer.Option(
+            envvar=["WEBHOOKD_LISTEN_SECRET", "WEBHOOKD_RECEIVER_SECRET"],
+            help="Tenant secret (whsec_...) to verify the signatures with",
+        ),
     ] = None,
-    status: Annotated[int, typer.Option(help="HTTP status to answer with")] = 200,
+    status: Annotated[
+        int,
+        typer.Option(
+            min=200,
+            max=599,
+            help="Status to answer with. Non-2xx: every request fails, or with --fail-every "
+            "only every Nth (the others answer 200)",
+        ),
+    ] = 200,
+    delay: Annotated[
+        float, typer.Option(min=0.0, metavar="SECONDS", help="Wait this long before answering")
+    ] = 0.0,
+    fail_every: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Fail requests N, 2N, 3N... (counted from 1): with --status if that is "
+            "not a 2xx, else with 503",
+        ),
+    ] = None,
+    forward_to: Annotated[
+        str | None,
+        typer.Option(
+            callback=_http_url,
+            metavar="URL",
+            help="Forward each delivery (method, body, headers) to this URL and answer with "
+            "its answer; 502 when it cannot be reached, 504 when it takes over 30s",
+        ),
+    ] = None,
+    color: Annotated[
+        bool | None,
+        typer.Option(
+            "--color/--no-color",
+            show_default=False,
+            help="Colour the output (default: on a terminal, unless NO_COLOR is set)",
+        ),
+    ] = None,
 ) -> None:
-    """Run a local webhook receiver that prints every delivery and checks its signatures."""
-    from webhookd.receiver import run
+    """Run a webhook receiver on your machine (alias: receiver).
 
-    run(host, port, secret, status)
+    It prints every delivery and checks its signatures, then answers it, fails on purpose
+    or forwards it to your application."""
+    import sys
+
+    from webhookd.receiver import ListenOptions, run, use_color
+
+    run(
+        ListenOptions(
+            host=host,
+            port=port,
+            secret=secret,
+            status=status,
+            delay=delay,
+            fail_every=fail_every,
+            forward_to=forward_to,
+            color=use_color(color, sys.stdout.isatty(), os.environ),
+        )
+    )
+
+
+# The same command under its first name.
+app.command("receiver", help="Alias of `webhookd listen`.")(listen)

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # Seconds an API process remembers an authenticated key (0: never). A rotated key keeps
     # working on *other* API processes for at most this long (docs/SECURITY.md).
     api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    # Seconds an API process keeps a tenant's event-type catalog (schemas, strict flag): a
+    # change made through another API process applies here within this long.
+    event_type_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     allow_private_targets: bool = False
     # Operator allow-list: CIDRs that endpoints may target although they are private
     # (comma-separated, e.g. "10.20.0.0/16,fd00:1::/64"). Empty: none.

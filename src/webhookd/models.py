@@ -101,6 +101,10 @@ class Tenant(Base):
     # Where webhookd sends the tenant endpoint.disabled / endpoint.enabled /
     # delivery.dead_lettered notices (docs/DELIVERY.md).
     operational_webhook_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    # Refuse publishes of event types that are not in the tenant's catalog (event_types).
+    strict_event_types: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -126,6 +130,9 @@ class Endpoint(Base):
     )
     url: Mapped[str] = mapped_column(String(2048))
     event_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # A payload filter (delivery/filters.py): events whose payload does not match are not
+    # routed to this endpoint. Null: every payload.
+    filter: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     description: Mapped[str | None] = mapped_column(String(500), nullable=True)
     kind: Mapped[str] = mapped_column(
@@ -148,6 +155,22 @@ class Endpoint(Base):
     circuit_cooldown: Mapped[float | None] = mapped_column(Float, nullable=True)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     failing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class EventTypeDef(Base):
+    """An event type of a tenant's catalog, with the JSON Schema its payloads must meet."""
+
+    __tablename__ = "event_types"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(BigID, ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -13,6 +13,7 @@ same way. Roles:
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal
@@ -31,6 +32,7 @@ from webhookd.delivery.policy import EndpointPolicy
 from webhookd.delivery.service import DeliveryService
 from webhookd.delivery.store import DeliveryStore, create_store
 from webhookd.event.batcher import PublishBatcher
+from webhookd.eventtype.catalog import EventTypeCatalog, catalog_rows
 from webhookd.queue.base import DeliveryQueue
 from webhookd.queue.celery import CeleryQueue, create_celery
 from webhookd.queue.inprocess import DatabaseOnlyQueue, InProcessQueue
@@ -60,6 +62,7 @@ class Runtime:
     publisher: PublishBatcher
     rate_limiter: RateLimiter
     key_cache: ApiKeyCache
+    catalog: EventTypeCatalog
     auth_throttle: FailureThrottle
     client: aiohttp.ClientSession | None = None  # where this process delivers
     engine: DeliveryEngine | None = None
@@ -106,6 +109,10 @@ async def build_runtime(
         rate_limiter=create_rate_limiter(settings) if role == "api" else MemoryRateLimiter(),
         key_cache=ApiKeyCache(
             settings.api_key_cache_seconds, lookup=lambda h: lookup_tenant(db.engine, h)
+        ),
+        catalog=EventTypeCatalog(
+            settings.event_type_cache_seconds,
+            lookup=functools.partial(catalog_rows, db.engine),
         ),
         auth_throttle=FailureThrottle(settings.auth_failures_per_minute),
         client=client,

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+WILDCARD = ".*"
+
 
 def subscribed(event_types: list[str] | None, event_type: str) -> bool:
     """An endpoint gets an event type it subscribed to, or every type if it subscribed to
-    none."""
-    return not event_types or event_type in event_types
+    none. ``invoice.*`` subscribes to every type that starts with ``invoice.``
+    (``invoice.paid``, ``invoice.payment.failed``), not to ``invoice`` itself."""
+    if not event_types:
+        return True
+    for selector in event_types:
+        if selector == event_type:
+            return True
+        if selector.endswith(WILDCARD) and event_type.startswith(selector[:-1]):
+            return True
+    return False

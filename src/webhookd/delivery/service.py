@@ -8,16 +8,17 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd import metrics
 from webhookd.db import after_commit, utcnow
 from webhookd.delivery import fairness, repository
+from webhookd.delivery.filters import matcher
 from webhookd.delivery.routing import subscribed
 from webhookd.delivery.schemas import DeadLetterRow, DeliveryRow
-from webhookd.delivery.store import DeliveryStore, InsertedEvent, NewDelivery, NewEvent
+from webhookd.delivery.store import DeliveryStore, InsertedEvent, NewDelivery, NewEvent, Route
 from webhookd.errors import Conflict, NotFound
 from webhookd.ids import Kind, new_id, parse_id
 from webhookd.models import Attempt, DeliveryStatus
@@ -32,6 +33,7 @@ class RoutableEvent(NamedTuple):
     id: int  # events.id
     tenant_id: int
     event_type: str
+    payload: Any  # what endpoints' filters are matched against
 
 
 class Enqueued(NamedTuple):
@@ -66,29 +68,36 @@ class DeliveryService:
         self, session: AsyncSession, events: Sequence[RoutableEvent], now: dt.datetime
     ) -> dict[int, list[Enqueued]]:
         """Create a delivery of each event for every active endpoint of its tenant that
-        subscribed to its type, in fair order across tenants (delivery/fairness.py); the
-        engine is woken once they are committed. The deliveries of each event, by event."""
+        subscribed to its type and whose payload filter (if any) it matches, in fair order
+        across tenants (delivery/fairness.py); the engine is woken once they are committed.
+        The deliveries of each event, by event."""
         conn = await session.connection()
         table = await self.store.routing(conn, sorted({e.tenant_id for e in events}))
         virtual_time = fairness.virtual_time(table.queue_head, now)
-        routes: dict[tuple[int, str], list[tuple[int, uuid.UUID]]] = {}
+        routes: dict[tuple[int, str], list[Route]] = {}
         endpoint_public: dict[int, uuid.UUID] = {}
         rows: list[NewDelivery] = []
         for event in events:
             key = (event.tenant_id, event.event_type)
             if key not in routes:
                 routes[key] = [
-                    (route.endpoint_id, route.public_id)
+                    route
                     for route in table.endpoints.get(event.tenant_id, ())
                     if subscribed(route.event_types, event.event_type)
                 ]
-            endpoints = routes[key]
+            endpoints = [
+                route
+                for route in routes[key]
+                if route.filter is None or matcher(route.filter)(event.payload)
+            ]
             if not endpoints:
                 continue
             queue_keys = self.clock.assign(event.tenant_id, len(endpoints), virtual_time)
-            for (endpoint_id, public_id), queue_key in zip(endpoints, queue_keys, strict=True):
-                endpoint_public[endpoint_id] = public_id
-                delivery = NewDelivery(new_id(), event.tenant_id, event.id, endpoint_id, queue_key)
+            for route, queue_key in zip(endpoints, queue_keys, strict=True):
+                endpoint_public[route.endpoint_id] = route.public_id
+                delivery = NewDelivery(
+                    new_id(), event.tenant_id, event.id, route.endpoint_id, queue_key
+                )
                 rows.append(delivery)
         by_event: dict[int, list[Enqueued]] = {}
         if rows:

@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from webhookd.delivery.filters import FilterError, validate_filter
 from webhookd.delivery.headers import redact
 from webhookd.ids import Kind, format_id
 from webhookd.models import Circuit, DisabledReason, Endpoint, Ordering
-from webhookd.schemas import NO_NUL_PATTERN, EventType
+from webhookd.schemas import NO_NUL_PATTERN
 
 Url = Annotated[
     str,
@@ -20,12 +21,23 @@ Url = Annotated[
         examples=["https://your-app.com/webhooks"],
     ),
 ]
+EventTypeSelector = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9_.\-]+$|^[A-Za-z0-9_.\-]*[A-Za-z0-9_\-]\.\*$",
+        description="An event type (letters, digits, '_', '.', '-'), or a prefix ending in "
+        "'.*' for every type under it",
+    ),
+]
 EventTypes = Annotated[
-    list[EventType],
+    list[EventTypeSelector],
     Field(
         max_length=100,
-        description="Event types to receive; empty means every event type",
-        examples=[["user.created", "order.completed"]],
+        description="Event types to receive; `invoice.*` receives every type that starts with "
+        "`invoice.`; empty means every event type",
+        examples=[["user.created", "invoice.*"]],
     ),
     AfterValidator(lambda values: list(dict.fromkeys(values))),
 ]
@@ -88,6 +100,26 @@ Headers = Annotated[
     ),
     AfterValidator(_check_header_names),
 ]
+
+
+def _check_filter(spec: dict[str, Any]) -> dict[str, Any]:
+    try:
+        validate_filter(spec)
+    except FilterError as exc:
+        raise ValueError(str(exc)) from None
+    return spec
+
+
+Filter = Annotated[
+    dict[str, Any],
+    Field(
+        description="A payload filter: only events whose payload matches it are delivered "
+        "here. Dotted paths and the operators $eq $ne $gt $gte $lt $lte $in $nin $exists "
+        "$and $or $not (a bare value means $eq); docs/EVENT_TYPES.md. null: every payload.",
+        examples=[{"amount": {"$gte": 100}, "customer.country": {"$in": ["DE", "FR"]}}],
+    ),
+    AfterValidator(_check_filter),
+]
 OrderingField = Annotated[
     Ordering,
     Field(
@@ -108,6 +140,7 @@ class EndpointCreate(BaseModel):
     rate_limit: RateLimit | None = None
     headers: Headers | None = None
     ordering: OrderingField = Ordering.UNORDERED
+    filter: Filter | None = None
 
 
 class EndpointUpdate(BaseModel):
@@ -123,6 +156,7 @@ class EndpointUpdate(BaseModel):
     rate_limit: RateLimit | None = None
     headers: Headers | None = None
     ordering: OrderingField | None = None
+    filter: Filter | None = None
 
 
 class EndpointRead(BaseModel):
@@ -136,6 +170,7 @@ class EndpointRead(BaseModel):
     rate_limit: float | None
     headers: dict[str, str] | None = Field(description="Secret-looking values redacted")
     ordering: Ordering
+    filter: dict[str, Any] | None
     disabled_reason: DisabledReason | None = Field(
         description='Set by webhookd: "gone" (the endpoint answered 410), "failing" (no '
         "success for WEBHOOKD_AUTO_DISABLE_AFTER); deliveries wait until POST …/enable"
@@ -166,6 +201,7 @@ class EndpointRead(BaseModel):
             rate_limit=endpoint.rate_limit,
             headers=redact(headers),
             ordering=Ordering(endpoint.ordering),
+            filter=endpoint.filter,
             disabled_reason=DisabledReason(endpoint.disabled_reason)
             if endpoint.disabled_reason
             else None,

@@ -58,8 +58,9 @@ async def accept(
 ) -> tuple[int, bytes, dict[str, str]]:
     """Publish for an authenticated tenant: (status, JSON body, rate-limit headers).
 
-    Raises :class:`AppError` (429) over the tenant's rate limit, and 401 if the tenant was
-    deleted since its key was cached."""
+    Raises :class:`AppError`: 429 over the tenant's rate limit, 422 if the tenant's
+    event-type catalog refuses the event (schema, strict_event_types) and 401 if the tenant
+    was deleted since its key was cached."""
     decision = await runtime.rate_limiter.acquire(f"tenant:{tenant.ref}", tenant.rate_limit)
     if not decision.allowed:
         metrics.rate_limit_hit(tenant.ref)
@@ -69,6 +70,7 @@ async def accept(
             code="rate_limited",
             headers=decision.headers,
         )
+    await runtime.catalog.check(tenant.id, data.event_type, data.payload)
     try:
         accepted = await runtime.publisher.publish(tenant.id, data)  # answered after commit
     except TenantGone:

@@ -44,7 +44,7 @@ async def publish_events(
     for tenant_id, data in batch:
         event_pk = new_events.get((tenant_id, data.event_id))
         if event_pk is not None and event_pk not in to_route:
-            to_route[event_pk] = RoutableEvent(event_pk, tenant_id, data.event_type)
+            to_route[event_pk] = RoutableEvent(event_pk, tenant_id, data.event_type, data.payload)
     by_event = await deliveries.enqueue_for_events(session, list(to_route.values()), now)
     results: list[EventAccepted | AppError] = []
     answered: set[tuple[int, str]] = set()  # the same event twice in one batch: one is new

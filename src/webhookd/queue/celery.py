@@ -10,7 +10,9 @@ publisher's 202.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import math
+import time
+from collections.abc import Callable, Sequence
 
 import structlog
 from celery import Celery
@@ -52,14 +54,28 @@ def create_celery(settings: Settings) -> Celery:
 
 
 class CeleryQueue:
-    """Sends delivery ids in small batches: ids submitted within ``linger`` seconds of each
-    other (up to ``max_batch``) travel in one task, because a Celery message costs a worker
-    about as much CPU as the HTTP delivery it carries."""
+    """Sends delivery ids in batches, because a Celery message costs the API, the broker and
+    a worker about as much CPU as the HTTP delivery it carries. Ids submitted within
+    ``linger`` seconds of each other (up to ``max_batch``) travel in one task; while traffic
+    keeps coming, messages are also spaced at least ``spacing`` seconds apart, so that a busy
+    API sends a few large tasks a second rather than hundreds of small ones. After a quiet
+    moment the first ids go out after ``linger`` alone (light load keeps its latency)."""
 
-    def __init__(self, celery: Celery, *, max_batch: int = 200, linger: float = 0.005) -> None:
+    def __init__(
+        self,
+        celery: Celery,
+        *,
+        max_batch: int = 200,
+        linger: float = 0.005,
+        spacing: float = 0.02,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.celery = celery
         self.max_batch = max_batch
         self.linger = linger
+        self.spacing = spacing
+        self._clock = clock
+        self._last_flush = -math.inf
         self._ids: list[int] = []
         self._timer: asyncio.TimerHandle | None = None
         self._pending: set[asyncio.Task[None]] = set()
@@ -72,7 +88,12 @@ class CeleryQueue:
         if len(self._ids) >= self.max_batch:
             self._flush()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.linger, self._flush)
+            self._timer = asyncio.get_running_loop().call_later(self.delay(), self._flush)
+
+    def delay(self) -> float:
+        """Seconds to wait before sending what was just submitted: ``linger``, or longer to
+        keep ``spacing`` after the previous message."""
+        return max(self.linger, self._last_flush + self.spacing - self._clock())
 
     def _flush(self) -> None:
         if self._timer is not None:
@@ -80,6 +101,7 @@ class CeleryQueue:
             self._timer = None
         ids, self._ids = self._ids, []
         if ids:
+            self._last_flush = self._clock()
             task = asyncio.create_task(self._send(ids))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)

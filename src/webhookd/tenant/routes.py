@@ -10,6 +10,7 @@ from webhookd.api.deps import (
     AdminPathTenantDep,
     KeyCacheDep,
     PathTenantDep,
+    RuntimeDep,
     SecretsDep,
     SessionDep,
     SettingsDep,
@@ -83,10 +84,12 @@ async def update_tenant(
     data: Annotated[TenantUpdate, Depends(_checked_update)],
     session: WriteSessionDep,
     key_cache: KeyCacheDep,
+    runtime: RuntimeDep,
 ) -> TenantRead:
-    """Change a tenant's name, email, rate limit, uid or operational webhook URL (admin
-    key)."""
+    """Change a tenant's name, email, rate limit, uid, operational webhook URL or
+    strict_event_types (admin key)."""
     key_cache.forget_on_commit(session, tenant.id)  # the cached rate limit and uid
+    runtime.catalog.forget_on_commit(session, tenant.id)  # the cached strict_event_types
     updated = await service.update_tenant(session, tenant_id=tenant.id, data=data)
     return TenantRead.of(updated)
 

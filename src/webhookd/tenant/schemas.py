@@ -12,6 +12,13 @@ from webhookd.schemas import CLIENT_ID_PATTERN, NO_NUL_PATTERN
 RateLimit = Annotated[
     int, Field(ge=1, le=1_000_000, description="Events per minute (token bucket capacity)")
 ]
+StrictEventTypes = Annotated[
+    bool,
+    Field(
+        description="Refuse (422) publishes whose event_type is not in the tenant's event-type "
+        "catalog, or is archived there"
+    ),
+]
 EMAIL_PATTERN = r"^[^@\s\x00]{1,64}@[^@\s\x00]{1,255}\.[^@\s\x00]{1,63}$"
 TenantId = Annotated[
     str,
@@ -44,6 +51,7 @@ class TenantCreate(BaseModel):
     email: str = Field(max_length=320, pattern=EMAIL_PATTERN, examples=["webhooks@mycompany.com"])
     rate_limit: RateLimit = 100
     uid: Uid | None = None
+    strict_event_types: StrictEventTypes = False
 
     @field_validator("name")
     @classmethod
@@ -72,6 +80,7 @@ class TenantUpdate(BaseModel):
         "delivery.dead_lettered notices, signed like every delivery (null: none)",
         examples=["https://your-app.com/webhookd-notices"],
     )
+    strict_event_types: StrictEventTypes | None = None
 
     _uid = field_validator("uid")(_not_an_id)
 
@@ -84,6 +93,7 @@ class TenantRead(BaseModel):
     rate_limit: int
     api_key_prefix: str = Field(description="First characters of the current API key")
     operational_webhook_url: str | None
+    strict_event_types: StrictEventTypes
     created_at: dt.datetime
 
     @classmethod
@@ -96,6 +106,7 @@ class TenantRead(BaseModel):
             rate_limit=tenant.rate_limit,
             api_key_prefix=tenant.api_key_prefix,
             operational_webhook_url=tenant.operational_webhook_url,
+            strict_event_types=tenant.strict_event_types,
             created_at=tenant.created_at,
         )
 

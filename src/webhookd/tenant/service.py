@@ -37,6 +37,7 @@ async def create_tenant(
         email=data.email,
         rate_limit=data.rate_limit,
         uid=data.uid,
+        strict_event_types=data.strict_event_types,
         api_key_hash=hash_api_key(api_key, secrets.pepper),
         api_key_prefix=display_prefix(api_key),
         secret_encrypted=secrets.box.encrypt(secret_key),
@@ -83,7 +84,7 @@ async def list_tenants(session: AsyncSession, *, limit: int, after: int | None) 
 
 async def update_tenant(session: AsyncSession, *, tenant_id: int, data: TenantUpdate) -> Tenant:
     tenant = await get_tenant(session, tenant_id=tenant_id)
-    values = changes(data, not_null=("name", "email", "rate_limit"))
+    values = changes(data, not_null=("name", "email", "rate_limit", "strict_event_types"))
     uid = values.get("uid")
     if uid is not None and await repository.uid_taken(session, uid=uid, other_than=tenant.id):
         raise Conflict(f"uid {uid!r} is already another tenant's", code="uid_taken")

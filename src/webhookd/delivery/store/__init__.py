@@ -26,6 +26,7 @@ from webhookd.delivery.store.types import (
     NewEvent,
     PutBack,
     Recorded,
+    Route,
     RoutingTable,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "NewEvent",
     "PutBack",
     "Recorded",
+    "Route",
     "RoutingTable",
     "create_store",
 ]

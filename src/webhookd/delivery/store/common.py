@@ -68,7 +68,14 @@ QUEUE_HEAD = (
 )
 
 ROUTING = (
-    select(Endpoint.tenant_id, Endpoint.id, Endpoint.public_id, Endpoint.event_types, QUEUE_HEAD)
+    select(
+        Endpoint.tenant_id,
+        Endpoint.id,
+        Endpoint.public_id,
+        Endpoint.event_types,
+        Endpoint.filter,
+        QUEUE_HEAD,
+    )
     .where(Endpoint.tenant_id.in_(bindparam("tenants", expanding=True)))
     .where(Endpoint.is_active.is_(True), Endpoint.kind == EndpointKind.WEBHOOK)
     .order_by(Endpoint.id)
@@ -266,8 +273,8 @@ class CoreStore(abc.ABC):
         table = RoutingTable({}, None)
         if tenant_ids:
             rows = await conn.execute(ROUTING, {"tenants": sorted(tenant_ids)})
-            for tenant_id, endpoint_id, public_id, types, queue_head in rows:
-                route = Route(endpoint_id, public_id, types)
+            for tenant_id, endpoint_id, public_id, types, spec, queue_head in rows:
+                route = Route(endpoint_id, public_id, types, spec)
                 table.endpoints.setdefault(tenant_id, []).append(route)
                 table.queue_head = queue_head  # the same on every row
         return table

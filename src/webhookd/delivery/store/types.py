@@ -45,6 +45,7 @@ class Route(NamedTuple):
     endpoint_id: int
     public_id: uuid.UUID
     event_types: list[str] | None
+    filter: dict[str, Any] | None  # delivery/filters.py
 
 
 @dataclass(slots=True)

@@ -1,0 +1,148 @@
+"""Each tenant's event-type catalog as publishing needs it, remembered by this process.
+
+A publish checks its payload against its type's JSON Schema (and, for a tenant with
+``strict_event_types``, that the type is in the catalog) before anything is stored. Reading
+the catalog for every publish would cost a query each, so a process keeps each tenant's
+rules for ``ttl`` seconds (``WEBHOOKD_EVENT_TYPE_CACHE_SECONDS``): a change made through
+this process applies to its next publish (the entry is dropped when the change commits);
+other API processes follow within ``ttl``. Schemas are compiled once per process
+(eventtype/validation.py); a tenant with no event types costs one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema_rs
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webhookd.db import after_commit
+from webhookd.errors import Unprocessable
+from webhookd.eventtype.repository import catalog_rows
+from webhookd.eventtype.validation import SchemaError, compile_schema, first_violation
+
+__all__ = ["EventTypeCatalog", "TenantRules", "catalog_rows"]
+
+CatalogRows = tuple[bool, list[tuple[str, dict[str, Any] | None, bool]]]
+Lookup = Callable[[int], Awaitable[CatalogRows | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class TypeRule:
+    archived: bool
+    validator: jsonschema_rs.Validator | None
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRules:
+    strict: bool = False
+    types: dict[str, TypeRule] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, rows: CatalogRows) -> TenantRules:
+        strict, types = rows
+        rules = {}
+        for name, schema, archived in types:
+            validator = None
+            if schema is not None:
+                try:
+                    validator = compile_schema(schema)
+                except SchemaError:  # stored before a stricter webhookd: not enforced
+                    validator = None
+            rules[name] = TypeRule(archived, validator)
+        return cls(strict, rules)
+
+    def check(self, event_type: str, payload: Any) -> None:
+        """Raise a 422 if the event may not be published as it is."""
+        rule = self.types.get(event_type)
+        if rule is None:
+            if self.strict:
+                raise _refused(
+                    "event_type",
+                    f"{event_type!r} is not in the tenant's event-type catalog "
+                    "(strict_event_types is on)",
+                )
+            return
+        if rule.archived and self.strict:
+            raise _refused("event_type", f"{event_type!r} is archived (strict_event_types is on)")
+        if rule.validator is not None:
+            violation = first_violation(rule.validator, payload)
+            if violation is not None:
+                where = "payload" + violation.path[1:]
+                raise _refused(
+                    where,
+                    f"does not match the schema of {event_type!r}: {violation.message} "
+                    f"(rule {violation.rule!r})",
+                    code="schema_violation",
+                )
+
+
+def _refused(where: str, message: str, code: str | None = None) -> Unprocessable:
+    error = Unprocessable(
+        f"{where}: {message}", fields=[{"field": where, "location": "body", "message": message}]
+    )
+    if code is not None:
+        error.code = code
+    return error
+
+
+NO_RULES = TenantRules()
+
+
+class EventTypeCatalog:
+    MAX_TENANTS = 50_000
+
+    def __init__(
+        self, ttl: float, lookup: Lookup, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self._lookup = lookup
+        self._clock = clock
+        self._entries: dict[int, tuple[TenantRules, float]] = {}
+        self._loading: dict[int, asyncio.Future[TenantRules]] = {}
+        self._generation = 0  # bumped by forget: a load that began before may be stale
+
+    async def check(self, tenant_id: int, event_type: str, payload: Any) -> None:
+        """Raise a 422 if the tenant's catalog refuses this event."""
+        (await self.rules(tenant_id)).check(event_type, payload)
+
+    async def rules(self, tenant_id: int) -> TenantRules:
+        entry = self._entries.get(tenant_id)
+        if entry is not None and self._clock() < entry[1]:
+            return entry[0]
+        loading = self._loading.get(tenant_id)
+        if loading is None:
+            loading = asyncio.get_running_loop().create_future()
+            self._loading[tenant_id] = loading
+            try:
+                loading.set_result(await self._load(tenant_id))
+            except BaseException as exc:
+                loading.set_exception(exc)
+                loading.exception()  # retrieved: waiters (if any) get it too
+                raise
+            finally:
+                del self._loading[tenant_id]
+        return await asyncio.shield(loading)
+
+    async def _load(self, tenant_id: int) -> TenantRules:
+        generation = self._generation
+        rows = await self._lookup(tenant_id)
+        rules = NO_RULES if rows is None else TenantRules.of(rows)
+        if self.ttl > 0 and generation == self._generation:
+            if len(self._entries) >= self.MAX_TENANTS:
+                self._entries.clear()
+            self._entries[tenant_id] = (rules, self._clock() + self.ttl)
+        return rules
+
+    def forget(self, tenant_id: int) -> None:
+        self._generation += 1
+        self._entries.pop(tenant_id, None)
+
+    def forget_on_commit(self, session: AsyncSession, tenant_id: int) -> None:
+        """Forget the tenant's rules now and once ``session`` commits its change."""
+        self.forget(tenant_id)
+        after_commit(session, lambda: self.forget(tenant_id))
