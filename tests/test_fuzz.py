@@ -134,7 +134,7 @@ class World:
         ``PATCH`` of a world tenant other than ``victim`` goes to ``victim``, a ``DELETE``
         of a kept endpoint goes to a spare one. A publish that names a tenant in its body
         names the caller's own half of the time, and the uid of a tenant body is left out
-        half of the time (a generated uid is often taken: 409).
+        half of the time (a generated uid is often taken: 409), and so is an endpoint's filter.
         """
         method, path = case.method.upper(), case.path
         params = case.path_parameters or {}
@@ -156,6 +156,11 @@ class World:
             for name in ("tenant_id", "uid"):
                 if isinstance(body.get(name), str) and len(body[name]) % 2 == 0:
                     del body[name]
+        if body is not None and "/endpoints" in path and "filter" in body:
+            # A generated filter is seldom a valid one (422): left out half of the time, so
+            # that endpoint writes also reach their 2xx.
+            if len(str(body["filter"])) % 2 == 0:
+                del body["filter"]
         if body is not None and path.startswith("/api/v1/tenants") and "uid" in body:
             if len(str(body["uid"])) % 2 == 0:
                 del body["uid"]
