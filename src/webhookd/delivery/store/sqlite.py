@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.types import TypeEngine
 
+from webhookd.db import UTCDateTime
 from webhookd.delivery import lifecycle
 from webhookd.delivery.lifecycle import Transition
 from webhookd.delivery.store.common import (
@@ -43,11 +44,8 @@ def _processor(type_: TypeEngine[Any], dialect: Dialect) -> Convert:
     process: Convert | None = type_.dialect_impl(dialect).bind_processor(dialect)
     if process is None:
         return _identity
-    try:
-        if type_.python_type is dt.datetime:  # most rows of a batch share one timestamp
-            return functools.lru_cache(maxsize=64)(process)
-    except NotImplementedError:  # SQLAlchemy: this column type declares no python_type
-        pass
+    if isinstance(type_, UTCDateTime):  # most rows of a batch share one timestamp
+        return functools.lru_cache(maxsize=64)(process)
     return process
 
 
