@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from tests.fixtures.db import BACKENDS, TestDatabase
 from tests.fixtures.server import make_settings
@@ -150,3 +151,53 @@ async def _poisoned_batch(db: Database) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_refused_publish_does_not_fail_its_batch(tmp_path: Path, backend: str) -> None:
     _run_on(tmp_path, backend, _poisoned_batch)
+
+
+class _DeadlockOnce(Exception):
+    sqlstate = "40P01"  # what asyncpg reports for "deadlock detected"
+
+
+class DeadlockedOnce(DeliveryService):
+    """The first fan-out is chosen as a deadlock victim, as PostgreSQL does when a publish
+    and delivering processes lock endpoint rows in opposite orders."""
+
+    failed = False
+
+    async def enqueue_for_events(self, session, events, now):  # type: ignore[no-untyped-def]
+        if not self.failed:
+            self.failed = True
+            raise DBAPIError("INSERT INTO deliveries …", None, _DeadlockOnce("deadlock detected"))
+        return await super().enqueue_for_events(session, events, now)
+
+
+async def _deadlock_victim(db: Database) -> None:
+    async with db.write() as session:
+        tenant = Tenant(
+            name="d",
+            email="d@example.com",
+            rate_limit=10,
+            api_key_hash="d",
+            api_key_prefix="whk_",
+            secret_encrypted="x",
+        )
+        session.add(tenant)
+        await session.flush()
+        session.add(Endpoint(tenant_id=tenant.id, url="https://d.example/1", event_types=[]))
+    queue = RecordingQueue()
+    deliveries = DeadlockedOnce(
+        store=create_store(db.engine.dialect.name, decrypt=str), queue=queue, clock=FairClock()
+    )
+    batcher = PublishBatcher(db, deliveries)
+    await batcher.start()
+    try:
+        accepted = await batcher.publish(tenant.id, _event("evt_deadlock"))
+    finally:
+        await batcher.stop()
+    # Run again in a new transaction: accepted (not a 500), once, with its delivery.
+    assert deliveries.failed and not accepted.duplicate and len(accepted.deliveries) == 1
+    assert len(queue.submitted) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_deadlock_victim_batch_is_published_again(tmp_path: Path, backend: str) -> None:
+    _run_on(tmp_path, backend, _deadlock_victim)

@@ -23,7 +23,7 @@ import contextvars
 import datetime as dt
 import functools
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -259,24 +259,46 @@ def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
 _UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 
 
-def database_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` means the database cannot be reached right now (down, restarting,
-    refusing connections, SQLite locked past its busy timeout), as opposed to a bug."""
+# SQLSTATEs of a transaction PostgreSQL aborted to break a conflict with others (a deadlock,
+# a serialization failure): nothing of it was kept, and running it again is the remedy.
+_CONFLICT_SQLSTATES = ("40P01", "40001")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps (SQLAlchemy's ``orig``, causes, contexts), each once."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        yield current
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return state if isinstance(state, str) else None
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached right now (down, restarting,
+    refusing connections, SQLite locked past its busy timeout), as opposed to a bug."""
+    for current in _chain(exc):
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True
         if isinstance(current, ConnectionError | TimeoutError):
             return True
-        state = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
-        if isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES):
+        state = _sqlstate(current)
+        if state is not None and state.startswith(_UNAVAILABLE_SQLSTATES):
             return True
         if isinstance(current, sqlite3.OperationalError) and "locked" in str(current):
             return True
-        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
     return False
+
+
+def transaction_conflict(exc: BaseException) -> bool:
+    """Whether the database aborted the transaction to resolve a conflict with concurrent
+    ones (deadlock, serialization failure): safe and right to run it again."""
+    return any(_sqlstate(current) in _CONFLICT_SQLSTATES for current in _chain(exc))
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from webhookd.db import database_unavailable
+from webhookd.db import database_unavailable, transaction_conflict
 
 
 class PgError(Exception):
@@ -47,3 +47,18 @@ def chained(outer: Exception, cause: BaseException) -> Exception:
 )
 def test_database_unavailable(exc: BaseException, unavailable: bool) -> None:
     assert database_unavailable(exc) is unavailable
+
+
+@pytest.mark.parametrize(
+    ("exc", "conflict"),
+    [
+        (wrapped(PgError("40P01")), True),  # deadlock detected: this transaction was the victim
+        (wrapped(PgError("40001")), True),  # serialization failure
+        (chained(RuntimeError("publish failed"), wrapped(PgError("40P01"))), True),
+        (wrapped(PgError("23505")), False),  # unique violation
+        (wrapped(PgError("57P01")), False),  # an outage, not a conflict
+        (ValueError("bad"), False),
+    ],
+)
+def test_transaction_conflict(exc: BaseException, conflict: bool) -> None:
+    assert transaction_conflict(exc) is conflict

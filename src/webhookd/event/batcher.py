@@ -10,11 +10,12 @@ after its event is committed.
 from __future__ import annotations
 
 import asyncio
+import random
 
 import structlog
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
-from webhookd.db import Database
+from webhookd.db import Database, transaction_conflict
 from webhookd.delivery.service import DeliveryService
 from webhookd.errors import AppError, NotFound, Unauthorized
 from webhookd.event.schemas import EventAccepted, EventCreate
@@ -25,6 +26,7 @@ from webhookd.tenant.service import ensure_tenant
 log = structlog.get_logger("webhookd.publish")
 
 Request = tuple[int, EventCreate, "asyncio.Future[EventAccepted]"]
+MAX_CONFLICT_RETRIES = 3  # a batch PostgreSQL aborted as a deadlock victim runs again
 
 
 class PublishBatcher:
@@ -63,7 +65,9 @@ class PublishBatcher:
                 del self._waiting[: self.max_batch]
                 await self._commit(batch)
 
-    async def _commit(self, batch: list[Request], *, retry: bool = True) -> None:
+    async def _commit(
+        self, batch: list[Request], *, retry: bool = True, conflicts: int = 0
+    ) -> None:
         try:
             async with self.db.write() as session:
                 results = await publish_events(
@@ -72,6 +76,13 @@ class PublishBatcher:
                     batch=[(tenant_id, data) for tenant_id, data, _ in batch],
                 )
         except DBAPIError as exc:
+            if transaction_conflict(exc) and conflicts < MAX_CONFLICT_RETRIES:
+                # PostgreSQL aborted the whole transaction to break a deadlock with delivering
+                # processes (nothing of it was kept): run it again after a short pause.
+                log.warning("publish.batch_retried", size=len(batch), reason="conflict")
+                await asyncio.sleep(random.uniform(0.005, 0.02) * (conflicts + 1))  # noqa: S311
+                await self._commit(batch, retry=retry, conflicts=conflicts + 1)
+                return
             if exc.connection_invalidated and retry:
                 # A pooled connection that died with the server (there is no ping per
                 # checkout); the pool now reconnects. Safe to run again even if the commit
