@@ -49,6 +49,8 @@ MISSING = {
     "entry_id": "dlq_01JEKX6V4W8S8N0C7W0R6FQ2ZB",
     "event_id": "evt_authz_never_published",
     "name": "authz.never.declared",
+    "job_id": "job_01JEKX6V4W8S8N0C7W0R6FQ2ZB",
+    "delivery_id": "dlv_01JEKX6V4W8S8N0C7W0R6FQ2ZB",
 }
 DEAD_PATH = "/authz/dead"  # the receiver answers 500 here: one attempt, then the DLQ
 
@@ -68,6 +70,7 @@ class Party:
     event_id: str = ""
     event_type: str = ""  # in the tenant's event-type catalog
     entry_id: str = ""
+    job_id: str = ""  # a recovery job of endpoint_id's (over a window with nothing in it)
     retry_entries: list[str] = field(default_factory=list)  # unresolved, one per retry
     endpoint_ids: set[str] = field(default_factory=set)
     delivery_ids: set[str] = field(default_factory=set)
@@ -139,6 +142,11 @@ def _dead_letters(client: httpx.Client, event_ids: list[str]) -> dict[str, str]:
     return wait_until(entries, what="dead letters")
 
 
+# A recovery window in which nothing was dead-lettered: recovering it leaves the entries the
+# DLQ routes act on unresolved.
+EMPTY_WINDOW = {"since": "2000-01-01T00:00:00Z", "until": "2000-01-02T00:00:00Z"}
+
+
 def _token(role: str) -> str:
     return f"{role}{uuid.uuid4().hex[:10]}"
 
@@ -163,6 +171,11 @@ def _setup(world: World, party: Party) -> None:
         # filters on it and leaves the entries above unresolved.
         party.bulk_endpoint_id = world.endpoint(party, DEAD_PATH)
         _dead_letters(client, world.publish(party, client, 1))
+    response = world.admin.post(
+        f"/api/v1/tenants/{party.id}/endpoints/{party.endpoint_id}/recover", json=EMPTY_WINDOW
+    )
+    assert response.status_code == 202, response.text
+    party.job_id = response.json()["id"]
 
 
 @pytest.fixture(scope="module")
@@ -224,6 +237,10 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("PATCH", E + "/{endpoint_id}"): Row(TENANT_OR_ADMIN, {"description": "patched"}),
     ("DELETE", E + "/{endpoint_id}"): Row(TENANT_OR_ADMIN, fresh="endpoint"),
     ("POST", E + "/{endpoint_id}/enable"): Row(TENANT_OR_ADMIN),
+    ("POST", E + "/{endpoint_id}/test"): Row(TENANT_OR_ADMIN),
+    ("POST", E + "/{endpoint_id}/recover"): Row(TENANT_OR_ADMIN, EMPTY_WINDOW),
+    ("GET", "/api/v1/jobs/{job_id}"): Row(TENANT_OR_ADMIN),
+    ("GET", "/api/v1/jobs"): Row(TENANT),
     ("POST", ET): Row(TENANT_OR_ADMIN, lambda w: {"name": f"authz.new.{next(_seq)}"}),
     ("GET", ET): Row(TENANT_OR_ADMIN),
     ("GET", ET + "/{name}"): Row(TENANT_OR_ADMIN),
@@ -233,6 +250,8 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/events"): Row(TENANT),
     ("GET", "/api/v1/events/{event_id}"): Row(TENANT),
     ("GET", "/api/v1/events/{event_id}/deliveries"): Row(TENANT),
+    ("POST", "/api/v1/events/{event_id}/replay"): Row(TENANT),
+    ("GET", "/api/v1/deliveries/{delivery_id}"): Row(TENANT),
     ("GET", "/api/v1/dlq"): Row(TENANT),
     ("POST", "/api/v1/dlq/retry"): Row(TENANT, lambda w: {"endpoint_id": w.own.bulk_endpoint_id}),
     ("GET", "/api/v1/deliveries"): Row(TENANT),
@@ -323,6 +342,8 @@ def _target(world: World, row: Row, path: str) -> tuple[str, list[object]]:
         "entry_id": own.entry_id,
         "event_id": own.event_id,
         "name": own.event_type,
+        "job_id": own.job_id,
+        "delivery_id": min(own.delivery_ids),
     }
     if row.fresh == "event_type":
         values["name"] = world.event_type(own)

@@ -21,6 +21,7 @@ READ_FIELDS = {
     "rate_limit",
     "operational_webhook_url",
     "strict_event_types",
+    "retention_days",
     "api_key_prefix",
     "created_at",
 }

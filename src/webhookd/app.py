@@ -25,6 +25,7 @@ from webhookd.event.ingest import IngestFastPath
 from webhookd.event.routes import router as event_router
 from webhookd.eventtype.routes import router as event_type_router
 from webhookd.heap import freeze_startup_heap
+from webhookd.jobs.routes import router as jobs_router
 from webhookd.logging import configure_logging
 from webhookd.runtime import build_runtime
 from webhookd.security import resolve_admin_key, resolve_server_secrets
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         event_router,
         deliveries_router,
         dlq_router,
+        jobs_router,
         operations_router,
         docs_router,
     )

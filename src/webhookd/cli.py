@@ -1,5 +1,5 @@
-"""Command line: ``webhookd serve``, ``worker``, ``migrate``, ``demo``, ``listen`` (alias
-``receiver``).
+"""Command line: ``webhookd serve``, ``worker``, ``migrate``, ``demo``, ``purge``,
+``listen`` (alias ``receiver``).
 
 Each command checks what it needs before it starts anything (webhookd/startup.py) and
 answers a problem with one line on stderr and a non-zero exit status."""
@@ -158,6 +158,38 @@ def demo(
             typer.echo(asyncio.run(run_demo(url, key)))
         except DemoError as exc:
             raise StartupError(str(exc)) from None
+
+
+@app.command()
+def purge(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing")
+    ] = False,
+) -> None:
+    """Delete what is past its retention now: events older than their tenant's
+    retention_days (WEBHOOKD_RETENTION_DAYS by default) with their deliveries, attempts and
+    dead-letter entries, never a live delivery; in batches of WEBHOOKD_PURGE_BATCH_SIZE."""
+    import asyncio
+
+    from webhookd.jobs.retention import purge_now
+
+    with operator_errors():
+        settings = load_settings()
+        check_database(settings)
+        cutoffs, purged = asyncio.run(purge_now(settings, dry_run=dry_run))
+    if not cutoffs:
+        typer.echo("retention is 0 days (keep everything): nothing to purge")
+        return
+    for cutoff in cutoffs:
+        who = (
+            "tenants on the default"
+            if cutoff.days is None
+            else f"tenants keeping {cutoff.days} days"
+        )
+        typer.echo(f"{who}: older than {cutoff.before.isoformat(timespec='seconds')}")
+    verb = "would delete" if dry_run else "deleted"
+    counts = ", ".join(f"{count} {table}" for table, count in purged.as_dict().items())
+    typer.echo(f"{verb}: {counts}")
 
 
 @app.command()

@@ -108,6 +108,21 @@ class Settings(BaseSettings):
     auto_disable_after: float = Field(default=432_000.0, gt=0)
     run_workers: bool = True
 
+    # Retention (docs/RECOVERY.md): events older than this many days are deleted with their
+    # deliveries, attempts and dead-letter entries, unless a delivery is still live; a
+    # tenant's retention_days overrides it. 0 keeps everything.
+    retention_days: int = Field(default=30, ge=0, le=36_500)
+    # How often a delivering process runs the purge (seconds), and the events deleted per
+    # transaction.
+    purge_interval: float = Field(default=3600.0, gt=0)
+    purge_batch_size: int = Field(default=1000, ge=1, le=50_000)
+    # Background jobs (recovery): rows handled per transaction, the pause between two
+    # batches of a job (seconds), and how long a runner holds a job before another process
+    # may take it up (a runner that died).
+    job_batch_size: int = Field(default=500, ge=1, le=10_000)
+    job_batch_pause: float = Field(default=0.0, ge=0, le=60)
+    job_lease_seconds: float = Field(default=60.0, gt=0)
+
     # Distributed workers (Celery on RabbitMQ, used when broker_url is set)
     worker_concurrency: int = Field(default=2, ge=1, le=1000)
     worker_queue: str = "webhookd.deliveries"

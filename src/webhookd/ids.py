@@ -14,8 +14,14 @@ import functools
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from ulid import ULID
+
+from webhookd.errors import NotFound
+
+T = TypeVar("T")
 
 _BASE32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _RANDOM_MASK = (1 << 80) - 1
@@ -27,6 +33,7 @@ class Kind(enum.StrEnum):
     EVENT = "evt"
     DELIVERY = "dlv"
     DEAD_LETTER = "dlq"
+    JOB = "job"
 
     @property
     def pattern(self) -> str:
@@ -80,3 +87,15 @@ def parse_id(kind: Kind, text: str) -> uuid.UUID | None:
         return ULID.from_str(text[len(prefix) :].upper()).to_uuid()
     except ValueError:
         return None  # not base32, or over 128 bits
+
+
+async def find_by_public_id(
+    kind: Kind, text: str, what: str, find: Callable[[uuid.UUID], Awaitable[T | None]]
+) -> T:
+    """The object the public id ``text`` names, looked up by ``find``; a 404 that names
+    ``what`` when ``text`` is not an id of this kind or names nothing (of the caller's)."""
+    public_id = parse_id(kind, text)
+    found = None if public_id is None else await find(public_id)
+    if found is None:
+        raise NotFound(f"{what} {text!r} not found")
+    return found

@@ -79,6 +79,23 @@ ENDPOINTS_DISABLED = Counter(
     "WEBHOOKD_AUTO_DISABLE_AFTER).",
     ["reason"],
 )
+# Retention and background jobs (docs/RECOVERY.md).
+PURGED_ROWS = Counter(
+    "webhook_purged_rows",
+    "Rows deleted by the retention purge, by table (events, deliveries, attempts, "
+    "dead_letters, jobs).",
+    ["table"],
+)
+JOB_ITEMS = Counter(
+    "webhook_job_items",
+    "Items handled by background jobs, by kind (recover) and result (requeued: sent again; "
+    "skipped: no longer dead).",
+    ["kind", "result"],
+)
+for _table in ("events", "deliveries", "attempts", "dead_letters", "jobs"):
+    PURGED_ROWS.labels(table=_table)
+for _result in ("requeued", "skipped"):
+    JOB_ITEMS.labels(kind="recover", result=_result)
 for _reason in ("rate_limit", "circuit_open", "disabled", "fifo"):
     DELIVERIES_THROTTLED.labels(reason=_reason)
 for _state in ("open", "half_open", "closed"):

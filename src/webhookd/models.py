@@ -105,6 +105,9 @@ class Tenant(Base):
     strict_event_types: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=text("false")
     )
+    # Days its events (with their deliveries, attempts and dead letters) are kept; null:
+    # WEBHOOKD_RETENTION_DAYS (docs/RECOVERY.md).
+    retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -177,7 +180,13 @@ class EventTypeDef(Base):
 
 class Event(Base):
     __tablename__ = "events"
-    __table_args__ = (UniqueConstraint("tenant_id", "event_id"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "event_id"),
+        # What the retention purge looks for: events older than a date. Rows arrive in
+        # time order, so PostgreSQL keeps a BRIN index (a few pages, next to no cost per
+        # insert); SQLite a b-tree, appended at its end.
+        Index("ix_events_created_at", "created_at", postgresql_using="brin"),
+    )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
     public_id: Mapped[uuid.UUID] = PublicId()
@@ -268,7 +277,13 @@ class Attempt(Base):
 
 class DeadLetter(Base):
     __tablename__ = "dead_letters"
-    __table_args__ = (Index("ix_dead_letters_tenant_id_resolved", "tenant_id", "resolved"),)
+    __table_args__ = (
+        Index("ix_dead_letters_tenant_id_resolved", "tenant_id", "resolved"),
+        # An endpoint's entries in order: what a recovery job walks.
+        Index("ix_dead_letters_endpoint_id_id", "endpoint_id", "id"),
+        # The entries of events: deleting an event (retention) finds its entries by index.
+        Index("ix_dead_letters_event_id", "event_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
     public_id: Mapped[uuid.UUID] = PublicId()
@@ -285,3 +300,49 @@ class DeadLetter(Base):
     resolution: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"  # waiting for a runner
+    RUNNING = "running"  # a runner holds it (lease) or will take it up again
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # stopped on an error (``error``)
+
+
+class JobKind(enum.StrEnum):
+    RECOVER = "recover"  # resend an endpoint's dead-lettered deliveries of a time window
+
+
+JOB_OPEN = "status IN ('queued', 'running')"
+
+
+class BackgroundJob(Base):
+    """Work run in batches by the job runner of a delivering process (webhookd/jobs/),
+    resumable from ``cursor`` by any process once the lease of the one running it ends."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_open", "id", sqlite_where=text(JOB_OPEN), postgresql_where=text(JOB_OPEN)),
+        Index("ix_jobs_tenant_id_id", "tenant_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    public_id: Mapped[uuid.UUID] = PublicId()
+    tenant_id: Mapped[int] = mapped_column(BigID, ForeignKey("tenants.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    # The endpoint it works on (no foreign key: a job outlives a deleted endpoint, and then
+    # finds nothing left to do).
+    endpoint_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
+    total: Mapped[int | None] = mapped_column(Integer, nullable=True)  # counted when it starts
+    done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cursor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -8,6 +8,9 @@ same way. Roles:
 - ``api``: publishes, and delivers in-process unless deliveries go to Celery workers
   (``WEBHOOKD_BROKER_URL``) or are left to other processes (``WEBHOOKD_RUN_WORKERS=false``);
 - ``worker``: delivers only (a Celery worker process).
+
+Where a process delivers, it also runs the background jobs and the retention purge
+(``jobs/runner.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from webhookd.delivery.service import DeliveryService
 from webhookd.delivery.store import DeliveryStore, create_store
 from webhookd.event.batcher import PublishBatcher
 from webhookd.eventtype.catalog import EventTypeCatalog, catalog_rows
+from webhookd.jobs.runner import JobRunner
 from webhookd.queue.base import DeliveryQueue
 from webhookd.queue.celery import CeleryQueue, create_celery
 from webhookd.queue.inprocess import DatabaseOnlyQueue, InProcessQueue
@@ -67,6 +71,7 @@ class Runtime:
     client: aiohttp.ClientSession | None = None  # where this process delivers
     engine: DeliveryEngine | None = None
     endpoint_limiter: EndpointLimiter | None = None  # endpoints' rate limits, where delivering
+    jobs: JobRunner | None = None  # background jobs and the retention purge, where delivering
 
 
 @contextlib.asynccontextmanager
@@ -119,12 +124,18 @@ async def build_runtime(
         engine=engine,
         endpoint_limiter=endpoint_limiter,
     )
+    if engine is not None:
+        runtime.jobs = JobRunner(settings, db, store, deliveries)
     try:
         await queue.start()
         if role == "api":
             await runtime.publisher.start()
+        if runtime.jobs is not None:
+            await runtime.jobs.start()
         yield runtime
     finally:
+        if runtime.jobs is not None:
+            await runtime.jobs.stop()
         await runtime.publisher.stop()
         await queue.stop()
         await runtime.rate_limiter.close()

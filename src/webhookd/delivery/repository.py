@@ -178,3 +178,78 @@ async def count_due(session: AsyncSession, *, now: dt.datetime) -> int:
 async def count_unresolved_dead_letters(session: AsyncSession) -> int:
     query = select(func.count()).select_from(DeadLetter).where(DeadLetter.resolved.is_(False))
     return int(await session.scalar(query) or 0)
+
+
+async def event_deliveries(
+    session: AsyncSession, *, tenant_id: int, event_pk: int
+) -> list[tuple[int, uuid.UUID, int, uuid.UUID, DeliveryStatus]]:
+    """(row id, public id, endpoint's row id, endpoint's public id, status) of each
+    delivery of the event to a webhook endpoint, in id order."""
+    rows = await session.execute(
+        select(Delivery.id, Delivery.public_id, Endpoint.id, Endpoint.public_id, Delivery.status)
+        .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
+        .where(
+            Delivery.tenant_id == tenant_id,
+            Delivery.event_id == event_pk,
+            Endpoint.kind == EndpointKind.WEBHOOK,
+        )
+        .order_by(Delivery.id)
+    )
+    return [(i, p, e, ep, DeliveryStatus(s)) for i, p, e, ep, s in rows]
+
+
+async def get_delivery(
+    session: AsyncSession, *, tenant_id: int, public_id: uuid.UUID
+) -> tuple[DeliveryRow, list[Attempt]] | None:
+    """A delivery by its public id, with its attempts in order."""
+    row = (
+        await session.execute(_deliveries(tenant_id).where(Delivery.public_id == public_id))
+    ).first()
+    if row is None:
+        return None
+    attempts = await session.scalars(
+        select(Attempt).where(Attempt.delivery_id == row[0].id).order_by(Attempt.id)
+    )
+    return (row[0], row[1], row[2], row[3]), list(attempts)
+
+
+def _to_recover(
+    tenant_id: int, endpoint_id: int, since: dt.datetime, until: dt.datetime
+) -> Select[int, int]:
+    return select(DeadLetter.id, DeadLetter.delivery_id).where(
+        DeadLetter.tenant_id == tenant_id,
+        DeadLetter.endpoint_id == endpoint_id,
+        DeadLetter.resolved.is_(False),
+        DeadLetter.created_at >= since,
+        DeadLetter.created_at <= until,
+    )
+
+
+async def count_to_recover(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    endpoint_id: int,
+    since: dt.datetime,
+    until: dt.datetime,
+) -> int:
+    """Unresolved dead-letter entries of the endpoint created in [since, until]."""
+    query = _to_recover(tenant_id, endpoint_id, since, until)
+    return int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+
+async def dead_letters_to_recover(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    endpoint_id: int,
+    since: dt.datetime,
+    until: dt.datetime,
+    after: int,
+    limit: int,
+) -> list[tuple[int, int]]:
+    """(entry id, delivery id) of the next ``limit`` such entries after entry ``after``,
+    in id order."""
+    query = _to_recover(tenant_id, endpoint_id, since, until).where(DeadLetter.id > after)
+    rows = await session.execute(query.order_by(DeadLetter.id).limit(limit))
+    return [(entry, delivery) for entry, delivery in rows]

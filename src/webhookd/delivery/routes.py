@@ -18,11 +18,19 @@ from webhookd.api.deps import (
 )
 from webhookd.api.errors import error_responses
 from webhookd.api.route import OrjsonRoute
-from webhookd.delivery.schemas import DeadLetterFilter, DeadLetterRead, DeliveryRead, RetryResult
+from webhookd.db import utcnow
+from webhookd.delivery.schemas import (
+    DeadLetterFilter,
+    DeadLetterRead,
+    DeliveryDetail,
+    DeliveryRead,
+    RetryResult,
+    TestSendCreate,
+)
 from webhookd.delivery.service import DeliveryService
 from webhookd.endpoint.schemas import EndpointRead
 from webhookd.endpoint.service import endpoint_headers, endpoint_row_id, get_endpoint
-from webhookd.errors import NotFound
+from webhookd.errors import Conflict, NotFound
 from webhookd.ids import Kind, format_id
 from webhookd.models import DeliveryStatus
 from webhookd.schemas import (
@@ -132,6 +140,56 @@ async def enable_endpoint(
     await deliveries.enable_endpoint(session, endpoint.id)
     await session.refresh(endpoint)
     return EndpointRead.of(endpoint, tenant.ref, endpoint_headers(endpoint, secrets))
+
+
+@deliveries_router.post(
+    "/api/v1/tenants/{tenant_id}/endpoints/{endpoint_id}/test",
+    status_code=202,
+    response_model=DeliveryRead,
+    responses=error_responses(409),
+    tags=["endpoints"],
+)
+async def send_test(
+    tenant: PathTenantDep,
+    endpoint_id: PublicIdPath,
+    session: WriteSessionDep,
+    deliveries: DeliveriesDep,
+    data: TestSendCreate | None = None,
+) -> DeliveryRead:
+    """Send a `webhookd.test` event to this endpoint alone (whatever event types it
+    subscribed to), signed like any other; the answer is its delivery, pending. Follow it
+    with `GET /api/v1/deliveries/{id}`. A disabled endpoint is a 409: enable it first."""
+    endpoint = await get_endpoint(session, tenant_id=tenant.id, endpoint_id=endpoint_id)
+    if not endpoint.is_active or endpoint.disabled_reason is not None:
+        reason = endpoint.disabled_reason or "paused"
+        raise Conflict(
+            f"endpoint {endpoint_id} is disabled ({reason}): enable it first "
+            f"(POST /api/v1/tenants/{{tenant_id}}/endpoints/{endpoint_id}/enable)",
+            code="endpoint_disabled",
+        )
+    ref = format_id(Kind.ENDPOINT, endpoint.public_id)
+    payload = (data.payload if data else None) or {
+        "message": "A test event from webhookd",
+        "endpoint_id": ref,
+    }
+    delivery_id = await deliveries.send_test(
+        session, tenant_id=tenant.id, endpoint_id=endpoint.id, payload=payload, now=utcnow()
+    )
+    row, _ = await deliveries.get_delivery(
+        session, tenant_id=tenant.id, delivery_id=format_id(Kind.DELIVERY, delivery_id)
+    )
+    return DeliveryRead.of(row)
+
+
+@deliveries_router.get("/api/v1/deliveries/{delivery_id}", response_model=DeliveryDetail)
+async def get_delivery(
+    delivery_id: PublicIdPath, tenant: TenantDep, session: SessionDep, deliveries: DeliveriesDep
+) -> DeliveryDetail:
+    """One delivery (`dlv_…`) with every attempt made so far."""
+    row, attempts = await deliveries.get_delivery(
+        session, tenant_id=tenant.id, delivery_id=delivery_id
+    )
+    return DeliveryDetail.with_attempts(row, attempts)
 
 
 async def _path_endpoint(session: AsyncSession, tenant_id: int, endpoint_id: str) -> int:

@@ -2,18 +2,26 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from webhookd.ids import Kind, format_id
 from webhookd.models import Attempt, DeadLetter, Delivery, DeliveryStatus
-from webhookd.schemas import EVENT_TYPE_PATTERN, NO_NUL_PATTERN, ReadModel
+from webhookd.schemas import (
+    EVENT_TYPE_PATTERN,
+    MAX_JSON_DEPTH,
+    NO_NUL_PATTERN,
+    ReadModel,
+    json_depth,
+)
 
 # A delivery with what is shown beside it: (delivery, event_id, event_type, endpoint's id).
 DeliveryRow = tuple[Delivery, str, str, uuid.UUID]
 # A dead-letter entry: (entry, event_id, delivery's public id, endpoint's public id).
 DeadLetterRow = tuple[DeadLetter, str, uuid.UUID, uuid.UUID]
 
+EndpointId = Annotated[str, Field(min_length=1, max_length=255, pattern=NO_NUL_PATTERN)]
 EndpointIdField = Field(
     description="The endpoint's id (`ep_…`)", examples=[Kind.ENDPOINT.example()]
 )
@@ -131,3 +139,50 @@ class DeadLetterFilter(BaseModel):
 class RetryResult(BaseModel):
     retried: int = Field(description="Dead-letter entries put back into delivery")
     delivery_ids: list[str]
+
+
+def _bounded(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None and json_depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"payload nests deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+class TestSendCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payload: dict[str, Any] | None = Field(
+        default=None,
+        description="The test event's payload (default: a short message naming the endpoint)",
+    )
+
+    _depth = field_validator("payload")(_bounded)
+
+
+class ReplayCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint_ids: list[EndpointId] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Only to these endpoints (`ep_…`); an endpoint that never had a delivery "
+        "of the event gets a new one. Default: every endpoint the event was delivered to.",
+    )
+
+
+ReplayOutcome = Literal["restarted", "created", "in_progress"]
+
+
+class ReplayedRead(BaseModel):
+    delivery_id: str = Field(examples=[Kind.DELIVERY.example()])
+    endpoint_id: str = EndpointIdField
+    outcome: ReplayOutcome = Field(
+        description="restarted: a finished delivery starts a fresh cycle; created: a new "
+        "delivery to an endpoint that had none; in_progress: the delivery is still live "
+        "(pending or retrying), nothing was added"
+    )
+
+
+class ReplayResult(BaseModel):
+    event_id: str = Field(description="The publisher's event_id")
+    deliveries: list[ReplayedRead]

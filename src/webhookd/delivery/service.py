@@ -17,14 +17,22 @@ from webhookd.db import after_commit, utcnow
 from webhookd.delivery import fairness, repository
 from webhookd.delivery.filters import matcher
 from webhookd.delivery.routing import subscribed
-from webhookd.delivery.schemas import DeadLetterRow, DeliveryRow
+from webhookd.delivery.schemas import DeadLetterRow, DeliveryRow, ReplayOutcome
 from webhookd.delivery.store import DeliveryStore, InsertedEvent, NewDelivery, NewEvent, Route
-from webhookd.errors import Conflict, NotFound
-from webhookd.ids import Kind, new_id, parse_id
+from webhookd.errors import Conflict
+from webhookd.ids import Kind, find_by_public_id, new_id
 from webhookd.models import Attempt, DeliveryStatus
 from webhookd.queue.base import DeliveryQueue
 
-__all__ = ["DeliveryService", "Enqueued", "InsertedEvent", "NewEvent", "RoutableEvent"]
+__all__ = [
+    "DeliveryService",
+    "Enqueued",
+    "InsertedEvent",
+    "NewEvent",
+    "Recovered",
+    "Replayed",
+    "RoutableEvent",
+]
 
 MAX_BULK_RETRY = 1000
 
@@ -34,6 +42,24 @@ class RoutableEvent(NamedTuple):
     tenant_id: int
     event_type: str
     payload: Any  # what endpoints' filters are matched against
+
+
+TEST_EVENT_TYPE = "webhookd.test"
+FINISHED_STATUSES = (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD)
+
+
+class Replayed(NamedTuple):
+    delivery_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    outcome: ReplayOutcome
+
+
+class Recovered(NamedTuple):
+    """What one batch of a recovery did."""
+
+    handled: int  # entries read
+    requeued: int  # of which sent again (the others' deliveries were no longer dead)
+    last_entry: int  # the id of the last entry read: where the next batch starts
 
 
 class Enqueued(NamedTuple):
@@ -123,7 +149,148 @@ class DeliveryService:
         woken = await self.store.release_waiting(conn, endpoint_id=endpoint_id, now=utcnow())
         self._wake_after_commit(session, woken)
 
+    # -- test sends and replays -------------------------------------------------------------
+
+    async def send_test(
+        self,
+        session: AsyncSession,
+        *,
+        tenant_id: int,
+        endpoint_id: int,
+        payload: Any,
+        now: dt.datetime,
+    ) -> uuid.UUID:
+        """Publish a ``webhookd.test`` event to this one endpoint (row id), whatever it
+        subscribed to; the public id of its delivery."""
+        event = NewEvent(new_id(), tenant_id, f"test_{new_id().hex}", TEST_EVENT_TYPE, payload)
+        conn = await session.connection()
+        (inserted,) = await self.store.insert_events(conn, [event], now)
+        return (await self._add_deliveries(session, tenant_id, inserted.id, [endpoint_id], now))[0]
+
+    async def _add_deliveries(
+        self,
+        session: AsyncSession,
+        tenant_id: int,
+        event_pk: int,
+        endpoint_ids: Sequence[int],
+        now: dt.datetime,
+    ) -> list[uuid.UUID]:
+        """New deliveries of one event to these endpoints (row ids), woken after commit; their
+        public ids, in the order of ``endpoint_ids``."""
+        table = await self.store.routing(await session.connection(), [tenant_id])
+        keys = self.clock.assign(
+            tenant_id, len(endpoint_ids), fairness.virtual_time(table.queue_head, now)
+        )
+        rows = [
+            NewDelivery(new_id(), tenant_id, event_pk, endpoint, key)
+            for endpoint, key in zip(endpoint_ids, keys, strict=True)
+        ]
+        refs = await self.store.insert_deliveries(await session.connection(), rows, now)
+        self._wake_after_commit(session, [ref.id for ref in refs])
+        return [row.public_id for row in rows]
+
+    async def replay_event(
+        self,
+        session: AsyncSession,
+        *,
+        tenant_id: int,
+        event_pk: int,
+        endpoint_ids: Sequence[tuple[int, uuid.UUID]] | None,
+    ) -> list[Replayed]:
+        """Send the event (row id) again: each of its finished deliveries (succeeded or dead)
+        starts a fresh cycle, a live one is left as it is (``in_progress``). With
+        ``endpoint_ids`` ((row id, public id) of the tenant's endpoints), only to those,
+        and to one that never had a delivery of the event, a new delivery (``created``)."""
+        existing = await repository.event_deliveries(
+            session, tenant_id=tenant_id, event_pk=event_pk
+        )
+        by_endpoint = {row[2]: row for row in existing}
+        if endpoint_ids is None:
+            chosen = [(row[2], row[3]) for row in existing]
+        else:
+            chosen = list(dict.fromkeys(endpoint_ids))
+        restarted = set(
+            await self._restart(
+                session,
+                [by_endpoint[e][0] for e, _ in chosen if e in by_endpoint],
+                FINISHED_STATUSES,
+            )
+        )
+        new_endpoints = [(e, p) for e, p in chosen if e not in by_endpoint]
+        created: list[uuid.UUID] = []
+        if new_endpoints:
+            created = await self._add_deliveries(
+                session, tenant_id, event_pk, [e for e, _ in new_endpoints], utcnow()
+            )
+        replayed = [
+            Replayed(
+                by_endpoint[e][1],
+                p,
+                "restarted" if by_endpoint[e][0] in restarted else "in_progress",
+            )
+            for e, p in chosen
+            if e in by_endpoint
+        ]
+        replayed += [
+            Replayed(d, p, "created") for d, (_, p) in zip(created, new_endpoints, strict=True)
+        ]
+        return replayed
+
+    async def recover_batch(
+        self,
+        session: AsyncSession,
+        *,
+        tenant_id: int,
+        endpoint_id: int,
+        since: dt.datetime,
+        until: dt.datetime,
+        after: int,
+        limit: int,
+    ) -> Recovered:
+        """Send again the next ``limit`` unresolved dead-letter entries of the endpoint
+        created in [since, until] after entry ``after`` (a recovery job's batch)."""
+        entries = await repository.dead_letters_to_recover(
+            session,
+            tenant_id=tenant_id,
+            endpoint_id=endpoint_id,
+            since=since,
+            until=until,
+            after=after,
+            limit=limit,
+        )
+        if not entries:
+            return Recovered(0, 0, after)
+        restarted = await self._restart(session, [d for _, d in entries], (DeliveryStatus.DEAD,))
+        return Recovered(len(entries), len(restarted), entries[-1][0])
+
+    @staticmethod
+    async def count_to_recover(
+        session: AsyncSession,
+        *,
+        tenant_id: int,
+        endpoint_id: int,
+        since: dt.datetime,
+        until: dt.datetime,
+    ) -> int:
+        return await repository.count_to_recover(
+            session, tenant_id=tenant_id, endpoint_id=endpoint_id, since=since, until=until
+        )
+
     # -- reads -------------------------------------------------------------------------------
+
+    @staticmethod
+    async def get_delivery(
+        session: AsyncSession, *, tenant_id: int, delivery_id: str
+    ) -> tuple[DeliveryRow, list[Attempt]]:
+        """A delivery by its public id (``dlv_…``), with its attempts."""
+        return await find_by_public_id(
+            Kind.DELIVERY,
+            delivery_id,
+            "delivery",
+            lambda public_id: repository.get_delivery(
+                session, tenant_id=tenant_id, public_id=public_id
+            ),
+        )
 
     @staticmethod
     async def delivery_states(
@@ -188,15 +355,14 @@ class DeliveryService:
         session: AsyncSession, *, tenant_id: int, entry_id: str
     ) -> DeadLetterRow:
         """An entry by its public id (``dlq_…``)."""
-        public_id = parse_id(Kind.DEAD_LETTER, entry_id)
-        found = None
-        if public_id is not None:
-            found = await repository.get_dead_letter(
+        return await find_by_public_id(
+            Kind.DEAD_LETTER,
+            entry_id,
+            "dead-letter entry",
+            lambda public_id: repository.get_dead_letter(
                 session, tenant_id=tenant_id, public_id=public_id
-            )
-        if found is None:
-            raise NotFound(f"dead-letter entry {entry_id!r} not found")
-        return found
+            ),
+        )
 
     async def retry_dead_letter(
         self, session: AsyncSession, *, tenant_id: int, entry_id: str
@@ -230,11 +396,24 @@ class DeliveryService:
         return [row[2] for row in rows]
 
     async def _requeue(self, session: AsyncSession, rows: Sequence[DeadLetterRow]) -> None:
-        if not rows:
-            return
-        pairs = [(row[0].id, row[0].delivery_id) for row in rows]
-        await self.store.requeue_dead(await session.connection(), entries=pairs, now=utcnow())
-        self._wake_after_commit(session, [d for _, d in pairs])
+        if rows:
+            await self._restart(
+                session, [row[0].delivery_id for row in rows], (DeliveryStatus.DEAD,)
+            )
+
+    async def _restart(
+        self,
+        session: AsyncSession,
+        delivery_ids: Sequence[int],
+        statuses: Sequence[DeliveryStatus],
+    ) -> list[int]:
+        """A fresh cycle for those of ``delivery_ids`` in one of ``statuses``, woken after
+        commit; the ids restarted."""
+        restarted = await self.store.requeue(
+            await session.connection(), delivery_ids=delivery_ids, statuses=statuses, now=utcnow()
+        )
+        self._wake_after_commit(session, restarted)
+        return restarted
 
     async def discard_dead_letter(
         self, session: AsyncSession, *, tenant_id: int, entry_id: str

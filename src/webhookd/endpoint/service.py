@@ -19,8 +19,8 @@ from webhookd.delivery import ssrf
 from webhookd.delivery.headers import REDACTED, decode_headers, encode_headers, looks_secret
 from webhookd.endpoint import repository
 from webhookd.endpoint.schemas import EndpointCreate, EndpointUpdate
-from webhookd.errors import Conflict, NotFound, field_error
-from webhookd.ids import Kind, parse_id
+from webhookd.errors import Conflict, field_error
+from webhookd.ids import Kind, find_by_public_id
 from webhookd.models import Endpoint
 from webhookd.schemas import changes as schema_changes
 from webhookd.security import ServerSecrets
@@ -111,13 +111,12 @@ async def create_endpoint(
 
 async def get_endpoint(session: AsyncSession, *, tenant_id: int, endpoint_id: str) -> Endpoint:
     """The tenant's endpoint with this public id (``ep_…``)."""
-    public_id = parse_id(Kind.ENDPOINT, endpoint_id)
-    found = None
-    if public_id is not None:
-        found = await repository.get(session, tenant_id=tenant_id, public_id=public_id)
-    if found is None:
-        raise NotFound(f"endpoint {endpoint_id!r} not found")
-    return found
+    return await find_by_public_id(
+        Kind.ENDPOINT,
+        endpoint_id,
+        "endpoint",
+        lambda public_id: repository.get(session, tenant_id=tenant_id, public_id=public_id),
+    )
 
 
 async def endpoint_row_id(session: AsyncSession, *, tenant_id: int, endpoint_id: str) -> int:

@@ -38,6 +38,19 @@ Uid = Annotated[
 ]
 
 
+RetentionDays = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=36_500,
+        description="Days this tenant's events, deliveries, attempts and dead-letter entries "
+        "are kept (null: WEBHOOKD_RETENTION_DAYS, 30 by default); a live delivery is never "
+        "deleted",
+        examples=[30],
+    ),
+]
+
+
 def _not_an_id(value: str | None) -> str | None:
     if value is not None and value.startswith(Kind.TENANT.value + "_"):
         raise ValueError("a uid may not start with tnt_ (the prefix of tenant ids)")
@@ -52,6 +65,7 @@ class TenantCreate(BaseModel):
     rate_limit: RateLimit = 100
     uid: Uid | None = None
     strict_event_types: StrictEventTypes = False
+    retention_days: RetentionDays | None = None
 
     @field_validator("name")
     @classmethod
@@ -81,6 +95,7 @@ class TenantUpdate(BaseModel):
         examples=["https://your-app.com/webhookd-notices"],
     )
     strict_event_types: StrictEventTypes | None = None
+    retention_days: RetentionDays | None = Field(default=None, description="null: the default")
 
     _uid = field_validator("uid")(_not_an_id)
 
@@ -94,6 +109,7 @@ class TenantRead(BaseModel):
     api_key_prefix: str = Field(description="First characters of the current API key")
     operational_webhook_url: str | None
     strict_event_types: StrictEventTypes
+    retention_days: int | None = Field(description="null: WEBHOOKD_RETENTION_DAYS")
     created_at: dt.datetime
 
     @classmethod
@@ -107,6 +123,7 @@ class TenantRead(BaseModel):
             api_key_prefix=tenant.api_key_prefix,
             operational_webhook_url=tenant.operational_webhook_url,
             strict_event_types=tenant.strict_event_types,
+            retention_days=tenant.retention_days,
             created_at=tenant.created_at,
         )
 

@@ -38,6 +38,7 @@ async def create_tenant(
         rate_limit=data.rate_limit,
         uid=data.uid,
         strict_event_types=data.strict_event_types,
+        retention_days=data.retention_days,
         api_key_hash=hash_api_key(api_key, secrets.pepper),
         api_key_prefix=display_prefix(api_key),
         secret_encrypted=secrets.box.encrypt(secret_key),

@@ -11,13 +11,14 @@ they pass in (``delivery/service.py``).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from webhookd.delivery.job import Outcome
 from webhookd.delivery.policy import EndpointPolicy
+from webhookd.delivery.store.retention import Cutoff, Purged
 from webhookd.delivery.store.types import (
     Claim,
     DeliveryRef,
@@ -29,14 +30,17 @@ from webhookd.delivery.store.types import (
     Route,
     RoutingTable,
 )
+from webhookd.models import DeliveryStatus
 
 __all__ = [
     "Claim",
+    "Cutoff",
     "DeliveryRef",
     "DeliveryStore",
     "InsertedEvent",
     "NewDelivery",
     "NewEvent",
+    "Purged",
     "PutBack",
     "Recorded",
     "Route",
@@ -119,11 +123,32 @@ class DeliveryStore(Protocol):
         """Hand back ``owner``'s unfinished claims, due at once (``lifecycle.released``)."""
         ...
 
-    async def requeue_dead(
-        self, conn: AsyncConnection, *, entries: Sequence[tuple[int, int]], now: dt.datetime
-    ) -> None:
-        """Send dead-lettered deliveries again: each (entry id, delivery id) gets a fresh
-        cycle (``lifecycle.requeued``) and its entry is resolved as ``retried``."""
+    async def requeue(
+        self,
+        conn: AsyncConnection,
+        *,
+        delivery_ids: Sequence[int],
+        statuses: Collection[DeliveryStatus] = (DeliveryStatus.DEAD,),
+        now: dt.datetime,
+    ) -> list[int]:
+        """Send finished deliveries again (dead-letter retry, replay, recovery): each of
+        ``delivery_ids`` whose status is one of ``statuses`` (dead, succeeded) gets a fresh
+        cycle (``lifecycle.requeued``), and its unresolved dead-letter entries are resolved
+        as ``retried``. Live deliveries are left alone, so that sending again never makes
+        two live deliveries of one event to one endpoint. The ids requeued, in order."""
+        ...
+
+    async def purge(
+        self,
+        conn: AsyncConnection,
+        *,
+        cutoffs: Sequence[Cutoff],
+        limit: int,
+        dry_run: bool = False,
+    ) -> Purged:
+        """Delete up to ``limit`` events older than their tenant's cutoff, none of whose
+        deliveries is live, with their deliveries, attempts and dead-letter entries, and
+        finished jobs older than the cutoff (``dry_run``: count all of them instead)."""
         ...
 
     async def discard_dead_letter(

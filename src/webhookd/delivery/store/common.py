@@ -12,10 +12,10 @@ import abc
 import dataclasses
 import datetime as dt
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Integer, Select, Update, bindparam, func, insert, select, update
+from sqlalchemy import Integer, Select, Update, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from webhookd.db import UTCDateTime
@@ -36,6 +36,7 @@ from webhookd.delivery.job import Job, Outcome
 from webhookd.delivery.lifecycle import ATTEMPT_END_COLUMNS, GONE, PUT_BACK_COLUMNS, Transition
 from webhookd.delivery.policy import EndpointPolicy
 from webhookd.delivery.store import endpoints
+from webhookd.delivery.store.retention import RetentionStore
 from webhookd.delivery.store.types import (
     Claim,
     DeliveryRef,
@@ -209,19 +210,27 @@ RELEASE = (
     .values(_row_values(lifecycle.released(dt.datetime.now(dt.UTC)), "v_"))
 )
 
-DEAD_CYCLES = select(Delivery.id, Delivery.cycle).where(
+FINISHED = (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD)
+FINISHED_CYCLES = select(Delivery.id, Delivery.cycle).where(
     Delivery.id.in_(bindparam("ids", expanding=True)),
-    Delivery.status == DeliveryStatus.DEAD,
+    Delivery.status.in_(bindparam("statuses", expanding=True)),
 )
 REQUEUE = (
     update(Delivery)
-    .where(Delivery.id == bindparam("w_id"), Delivery.status == DeliveryStatus.DEAD)
+    # No IN list: the statement runs as an executemany, which cannot expand one.
+    .where(
+        Delivery.id == bindparam("w_id"),
+        or_(*(Delivery.status == status for status in FINISHED)),
+    )
     .values(_row_values(lifecycle.requeued(0, dt.datetime.now(dt.UTC)), "v_"))
 )
-RESOLVE_DEAD_LETTERS = (
+RESOLVE_DEAD_LETTERS_OF = (
     update(DeadLetter)
-    .where(DeadLetter.id.in_(bindparam("ids", expanding=True)))
-    .values(resolved=True, resolution=bindparam("v_resolution"), resolved_at=bindparam("now"))
+    .where(
+        DeadLetter.delivery_id.in_(bindparam("ids", expanding=True)),
+        DeadLetter.resolved.is_(False),
+    )
+    .values(resolved=True, resolution="retried", resolved_at=bindparam("now"))
 )
 DISCARD_DEAD_LETTER = (
     update(DeadLetter)
@@ -246,7 +255,7 @@ def _prefixed(values: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return {prefix + key: value for key, value in values.items()}
 
 
-class CoreStore(abc.ABC):
+class CoreStore(RetentionStore, abc.ABC):
     """The store on SQLAlchemy Core; subclasses insert rows and write attempt ends their
     database's fastest way (the abstract methods: postgres.py, sqlite.py)."""
 
@@ -653,22 +662,31 @@ class CoreStore(abc.ABC):
 
     # -- dead letters ------------------------------------------------------------------------
 
-    async def requeue_dead(
-        self, conn: AsyncConnection, *, entries: Sequence[tuple[int, int]], now: dt.datetime
-    ) -> None:
-        if not entries:
-            return
-        cycles = await conn.execute(DEAD_CYCLES, {"ids": [d for _, d in entries]})
+    async def requeue(
+        self,
+        conn: AsyncConnection,
+        *,
+        delivery_ids: Sequence[int],
+        statuses: Collection[DeliveryStatus] = (DeliveryStatus.DEAD,),
+        now: dt.datetime,
+    ) -> list[int]:
+        finished = [s for s in statuses if s in FINISHED]
+        if not delivery_ids or not finished:
+            return []
+        query = FINISHED_CYCLES.with_for_update() if self.lock_rows else FINISHED_CYCLES
+        cycles = (
+            await conn.execute(query, {"ids": list(delivery_ids), "statuses": finished})
+        ).all()
+        if not cycles:
+            return []
         rows = [
             {"w_id": delivery_id, **_prefixed(lifecycle.requeued(cycle, now), "v_")}
             for delivery_id, cycle in cycles
         ]
-        if rows:
-            await conn.execute(REQUEUE, rows)
-        await conn.execute(
-            RESOLVE_DEAD_LETTERS,
-            {"ids": [e for e, _ in entries], "v_resolution": "retried", "now": now},
-        )
+        await conn.execute(REQUEUE, rows)
+        requeued = sorted(delivery_id for delivery_id, _ in cycles)
+        await conn.execute(RESOLVE_DEAD_LETTERS_OF, {"ids": requeued, "now": now})
+        return requeued
 
     async def discard_dead_letter(
         self, conn: AsyncConnection, *, entry_id: int, now: dt.datetime
