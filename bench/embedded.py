@@ -21,6 +21,7 @@ from bench.webhookd_proc import (
     Tenant,
     base_env,
     create_tenant,
+    declare_event_type,
     sqlite_scalar,
     start_serve,
 )
@@ -91,6 +92,30 @@ def ingest_and_drain(
         "resources": drain_res.result(),
     }
     return ingest_figures, drain
+
+
+# The schema of the load generator's payload ({"n": …, "data": "<~1 KB>"}), as a publisher
+# would declare it.
+BENCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["n", "data"],
+    "properties": {
+        "n": {"type": "integer", "minimum": 0},
+        "data": {"type": "string", "maxLength": 4096},
+    },
+    "additionalProperties": False,
+}
+
+
+def ingest_with_schema(cfg: RunConfig, receiver: ReceiverClient) -> dict[str, Any]:
+    """The embedded ingest run with the published type (``bench.event``) in the tenant's
+    catalog under a JSON Schema: every payload is checked before it is stored."""
+    with tempfile.TemporaryDirectory() as tmp, Procs() as procs:
+        site = EmbeddedSite(procs, Path(tmp), receiver, 1)
+        declare_event_type(site.server.url, site.tenant, "bench.event", BENCH_SCHEMA)
+        with ResourceSampler([site.server.pid]) as res:
+            result = ingest_run(cfg, site.server.url, site.tenant.api_key)
+    return {**result.as_dict(), "resources": res.result()}
 
 
 def mixed(cfg: RunConfig, receiver: ReceiverClient) -> dict[str, Any]:

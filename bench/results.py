@@ -57,6 +57,8 @@ TARGETS = [
 
 # Ratios reported without a target, for reading the figures.
 INFO_RATIOS = [
+    ("embedded_ingest_schema", "embedded ingest, JSON Schema on the type ÷ without",
+     "embedded.ingest_schema", "embedded.ingest"),
     ("embedded_delivery_50ms", "embedded drain, 50 ms receiver ÷ delivery ceiling at 50 ms",
      "embedded.drain_50ms", "ceiling.delivery_50ms"),
     ("embedded_vs_naive_50ms", "embedded drain, 50 ms receiver ÷ naive peer at 50 ms",

@@ -55,6 +55,9 @@ STEPS: dict[str, Step] = {
         "naive.50ms": ceilings.naive_peer(cfg, rx, delay=cfg.slow_delay)
     },
     "embedded.drain": _embedded_drain,
+    "embedded.ingest_schema": lambda cfg, rx: {
+        "embedded.ingest_schema": embedded.ingest_with_schema(cfg, rx)
+    },
     "embedded.drain_50ms": _embedded_drain_slow,
     "embedded.fanout": _fanout,
     "embedded.mixed": lambda cfg, rx: {"embedded.mixed": embedded.mixed(cfg, rx)},

@@ -90,6 +90,22 @@ def create_tenant(server_url: str, endpoint_urls: list[str]) -> Tenant:
     return Tenant(str(tenant["id"]), str(tenant["api_key"]), str(secret.json()["secret_key"]))
 
 
+def declare_event_type(server_url: str, tenant: Tenant, name: str, schema: dict[str, Any]) -> None:
+    """Put ``name`` in the tenant's event-type catalog with this JSON Schema, and check
+    that a payload breaking it is refused (so the schema really is checked on publish)."""
+    with httpx.Client(base_url=f"{server_url}/api/v1", timeout=30) as api:
+        auth = {"X-API-Key": tenant.api_key}
+        api.post(
+            f"/tenants/{tenant.id}/event-types",
+            headers=auth,
+            json={"name": name, "schema": schema},
+        ).raise_for_status()
+        bad = {"event_id": "schema-check", "event_type": name, "payload": {"n": "x"}}
+        refused = api.post("/events", headers=auth, json=bad)
+        if refused.status_code != 422:
+            raise RuntimeError(f"a payload against the schema was not refused: {refused.text}")
+
+
 def sqlite_scalar(db: Path, sql: str) -> int:
     conn = sqlite3.connect(db, timeout=30)
     try:
