@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from tests.fixtures.browser import browser, page  # noqa: F401 - fixtures of the page tests
 from tests.fixtures.db import BACKENDS
 from tests.fixtures.receiver import Receiver
 from tests.fixtures.server import ADMIN_KEY, LiveServer, running_server

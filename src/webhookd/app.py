@@ -30,6 +30,10 @@ from webhookd.logging import configure_logging
 from webhookd.runtime import build_runtime
 from webhookd.security import resolve_admin_key, resolve_server_secrets
 from webhookd.tenant.routes import router as tenant_router
+from webhookd.ui.errors import install_page_errors
+from webhookd.ui.pages import router as console_router
+from webhookd.ui.session import ConsoleSessions
+from webhookd.ui.templating import STATIC as UI_STATIC
 
 DESCRIPTION = """
 Multi-tenant webhook delivery: publish events, webhookd signs and delivers them to every
@@ -68,11 +72,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.mount(STATIC, StaticFiles(packages=[("webhookd.api", "static/swagger")]), name="static")
+    app.mount(UI_STATIC, StaticFiles(packages=[("webhookd.ui", "static")]), name="ui-static")
     app.state.config = config
+    app.state.console_sessions = ConsoleSessions(
+        pepper=config.secrets.pepper, admin_key=config.admin_key
+    )
     app.add_middleware(BodyLimitMiddleware, max_body_size=settings.max_payload_bytes)
     app.add_middleware(IngestFastPath, max_body_size=settings.max_payload_bytes)
     app.add_middleware(EncodedSlashGuard)
     install_error_handlers(app)
+    install_page_errors(app)
     routers = (
         tenant_router,
         endpoint_router,
@@ -83,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs_router,
         operations_router,
         docs_router,
+        console_router,
     )
     for router in routers:
         app.include_router(router)

@@ -121,15 +121,20 @@ def _auth_failed(request: Request, runtime: Runtime, message: str) -> Unauthoriz
     return Unauthorized(message)
 
 
+def check_admin_key(request: Request, admin_key: str) -> None:
+    """The operator's key, or a 401 (429 once the address failed too often)."""
+    runtime = app_runtime(request.app)
+    _check_throttle(request, runtime)
+    if not keys_equal(admin_key, app_config(request.app).admin_key):
+        raise _auth_failed(request, runtime, "invalid admin key")
+
+
 async def require_admin(
     request: Request, admin_key: Annotated[str | None, Depends(admin_key_header)]
 ) -> None:
     if not admin_key:
         raise Unauthorized("missing X-Admin-Key header")
-    runtime = app_runtime(request.app)
-    _check_throttle(request, runtime)
-    if not keys_equal(admin_key, app_config(request.app).admin_key):
-        raise _auth_failed(request, runtime, "invalid admin key")
+    check_admin_key(request, admin_key)
 
 
 async def require_tenant(

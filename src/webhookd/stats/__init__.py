@@ -1,0 +1,1 @@
+"""Figures of the whole deployment for the operator console's overview."""

@@ -1,0 +1,44 @@
+"""The console's overview: what the deployment holds and how it is doing right now."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webhookd.db import utcnow
+from webhookd.stats import repository
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    tenants: int
+    endpoints: int
+    endpoints_disabled: int
+    endpoints_circuit_open: int
+    events_last_hour: int
+    events_last_day: int
+    retrying: int
+    dead_letters: int
+    backlog: int
+
+
+async def overview(session: AsyncSession) -> Overview:
+    now = utcnow()
+    health = await repository.endpoint_health(session)
+    return Overview(
+        tenants=await repository.count_tenants(session),
+        endpoints=health["total"],
+        endpoints_disabled=health["disabled"],
+        endpoints_circuit_open=health["circuit_open"],
+        events_last_hour=await repository.count_events_since(
+            session, since=now - dt.timedelta(hours=1)
+        ),
+        events_last_day=await repository.count_events_since(
+            session, since=now - dt.timedelta(days=1)
+        ),
+        retrying=await repository.count_retrying(session),
+        dead_letters=await repository.count_dead_letters(session),
+        backlog=await repository.count_due(session, now=now),
+    )
