@@ -30,7 +30,9 @@ from webhookd.logging import configure_logging
 from webhookd.runtime import build_runtime
 from webhookd.security import resolve_admin_key, resolve_server_secrets
 from webhookd.tenant.routes import router as tenant_router
+from webhookd.ui.endpoint_pages import router as console_endpoint_router
 from webhookd.ui.errors import install_page_errors
+from webhookd.ui.event_pages import router as console_event_router
 from webhookd.ui.pages import router as console_router
 from webhookd.ui.session import ConsoleSessions
 from webhookd.ui.templating import STATIC as UI_STATIC
@@ -93,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         operations_router,
         docs_router,
         console_router,
+        console_endpoint_router,
+        console_event_router,
     )
     for router in routers:
         app.include_router(router)
