@@ -4,11 +4,26 @@ create a tenant, see its keys once, change its settings."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
+import httpx
+import pytest
 from playwright.sync_api import Page, expect
 
+from tests.conftest import create_tenant
 from tests.fixtures.browser import screenshot, sign_in
-from tests.fixtures.server import LiveServer
+from tests.fixtures.delivery import wait_final, wait_until
+from tests.fixtures.receiver import Receiver
+from tests.fixtures.server import LiveServer, running_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[LiveServer]:
+    """Counters written to the chart history every 0.2 s (instead of every minute)."""
+    with running_server(
+        tmp_path_factory, "console", backend=backend, metrics_sample_interval=0.2
+    ) as srv:
+        yield srv
 
 
 def test_operator_signs_in_and_creates_a_tenant(page: Page, server: LiveServer) -> None:
@@ -20,7 +35,6 @@ def test_operator_signs_in_and_creates_a_tenant(page: Page, server: LiveServer) 
 
     sign_in(page, server)
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
-    screenshot(page, "console-overview")
 
     page.get_by_role("navigation", name="Console").get_by_role("link", name="Tenants").click()
     page.get_by_label("Name").fill("Acme Browser")
@@ -40,3 +54,30 @@ def test_operator_signs_in_and_creates_a_tenant(page: Page, server: LiveServer) 
     page.set_viewport_size({"width": 375, "height": 800})  # a phone: still usable
     page.get_by_role("navigation", name="Console").get_by_role("link", name="Tenants").click()
     expect(page.get_by_role("link", name="Acme Browser")).to_be_visible()
+
+
+def test_overview_draws_charts_from_the_counters(
+    page: Page, server: LiveServer, admin: httpx.Client, receiver: Receiver
+) -> None:
+    tenant = create_tenant(server, admin)
+    receiver.plan("/console/charts")
+    tenant.add_endpoint(receiver.url("/console/charts"))
+    for n in range(5):
+        assert tenant.publish("chart.event", event_id=f"evt_chart_{n}").status_code == 202
+    for n in range(5):
+        wait_final(tenant.client, f"evt_chart_{n}")
+
+    def counted() -> bool:
+        series = page.request.get(server.url + "/ui/overview/series?window=hour").json()
+        return sum(series["events_per_second"]) > 0 and sum(series["deliveries_per_second"]) > 0
+
+    sign_in(page, server)
+    wait_until(counted, what="the samples in the chart series")
+    page.reload()
+    expect(page.locator("[data-series]")).to_have_attribute("data-drawn", "true")
+    expect(page.locator(".chart canvas")).to_have_count(4)
+    expect(page.locator('[data-summary="success_rate"]')).to_have_text("100.0 %")
+    screenshot(page, "console-overview")
+    page.get_by_role("link", name="Last day (per half hour)").click()
+    expect(page.locator("[data-series]")).to_have_attribute("data-drawn", "true")
+    tenant.client.close()

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     job_batch_size: int = Field(default=500, ge=1, le=10_000)
     job_batch_pause: float = Field(default=0.0, ge=0, le=60)
     job_lease_seconds: float = Field(default=60.0, gt=0)
+    # How often each process writes what it counted to metric_samples (the console's charts;
+    # samples older than two days are deleted).
+    metrics_sample_interval: float = Field(default=60.0, gt=0)
 
     # Distributed workers (Celery on RabbitMQ, used when broker_url is set)
     worker_concurrency: int = Field(default=2, ge=1, le=1000)

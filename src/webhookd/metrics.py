@@ -22,11 +22,12 @@ DELIVERY_FAILURE = Counter(
     "Delivery attempts that failed (non-2xx, timeout, connection or TLS error, refused target).",
     ["tenant", "reason"],
 )
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 DELIVERY_DURATION = Histogram(
     "webhook_delivery_duration_seconds",
     "Duration of one delivery attempt (request sent to response read).",
     ["tenant"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    buckets=DURATION_BUCKETS,
 )
 DLQ_SIZE = Gauge("webhook_dlq_size", "Unresolved entries in the dead-letter queue.")
 RATE_LIMIT_HITS = Counter(
@@ -205,3 +206,30 @@ def attempt_finished(tenant: str, attempt_number: int, seconds: float, failure: 
         success.inc()
     else:
         DELIVERY_FAILURE.labels(tenant=tenant_label(tenant), reason=failure).inc()
+
+
+def totals() -> dict[str, Any]:
+    """This process's counters summed over their labels: events published, attempts that
+    succeeded and failed, and the attempt-duration histogram (cumulative count per bucket
+    of DURATION_BUCKETS, then +Inf). What the console's charts are drawn from."""
+    found: dict[str, Any] = {"events": 0.0, "succeeded": 0.0, "failed": 0.0}
+    buckets = [0.0] * (len(DURATION_BUCKETS) + 1)
+    for key, metric in (
+        ("events", EVENTS_PUBLISHED),
+        ("succeeded", DELIVERY_SUCCESS),
+        ("failed", DELIVERY_FAILURE),
+    ):
+        for family in metric.collect():
+            found[key] += sum(s.value for s in family.samples if s.name.endswith("_total"))
+    for family in DELIVERY_DURATION.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                bound = sample.labels["le"]
+                index = (
+                    len(DURATION_BUCKETS)
+                    if bound == "+Inf"
+                    else DURATION_BUCKETS.index(float(bound))
+                )
+                buckets[index] += sample.value
+    found["buckets"] = buckets
+    return found

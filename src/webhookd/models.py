@@ -346,3 +346,24 @@ class BackgroundJob(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class MetricSample(Base):
+    """What one process counted over one sampling period (``stats/sampler.py``): the history
+    the console's charts are drawn from, from the same counters as ``/metrics``."""
+
+    __tablename__ = "metric_samples"
+    __table_args__ = (Index("ix_metric_samples_at", "at"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    process: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)  # the end of the period
+    seconds: Mapped[float] = mapped_column(Float)  # its length
+    events: Mapped[int] = mapped_column(Integer)
+    succeeded: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    # Attempts per duration bucket (metrics.DURATION_BUCKETS, then +Inf), not cumulative.
+    durations: Mapped[list[int]] = mapped_column(JSON)
+    # Database state at the end of the period (the API process reads it; null elsewhere).
+    backlog: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    dead_letters: Mapped[int | None] = mapped_column(Integer, nullable=True)

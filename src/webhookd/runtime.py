@@ -48,6 +48,7 @@ from webhookd.ratelimit import (
     create_rate_limiter,
 )
 from webhookd.security import ServerSecrets, resolve_server_secrets
+from webhookd.stats.sampler import Sampler
 from webhookd.tenant.keycache import ApiKeyCache, lookup_tenant
 from webhookd.throttle import FailureThrottle
 
@@ -72,6 +73,7 @@ class Runtime:
     engine: DeliveryEngine | None = None
     endpoint_limiter: EndpointLimiter | None = None  # endpoints' rate limits, where delivering
     jobs: JobRunner | None = None  # background jobs and the retention purge, where delivering
+    sampler: Sampler | None = None  # the console's chart history (stats/sampler.py)
 
 
 @contextlib.asynccontextmanager
@@ -126,8 +128,12 @@ async def build_runtime(
     )
     if engine is not None:
         runtime.jobs = JobRunner(settings, db, store, deliveries)
+    runtime.sampler = Sampler(
+        db, interval=settings.metrics_sample_interval, database_state=role == "api"
+    )
     try:
         await queue.start()
+        await runtime.sampler.start()
         if role == "api":
             await runtime.publisher.start()
         if runtime.jobs is not None:
@@ -136,6 +142,7 @@ async def build_runtime(
     finally:
         if runtime.jobs is not None:
             await runtime.jobs.stop()
+        await runtime.sampler.stop()
         await runtime.publisher.stop()
         await queue.stop()
         await runtime.rate_limiter.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd.db import cross_tenant
@@ -17,6 +17,7 @@ from webhookd.models import (
     Endpoint,
     EndpointKind,
     Event,
+    MetricSample,
     Tenant,
 )
 
@@ -68,3 +69,18 @@ async def count_dead_letters(session: AsyncSession) -> int:
 async def count_due(session: AsyncSession, *, now: dt.datetime) -> int:
     query = select(func.count()).select_from(Delivery).where(Delivery.next_attempt_at <= now)
     return int(await session.scalar(query) or 0)
+
+
+async def insert_sample(session: AsyncSession, sample: MetricSample) -> None:
+    session.add(sample)
+    await session.flush()
+
+
+async def samples_since(session: AsyncSession, *, since: dt.datetime) -> list[MetricSample]:
+    query = select(MetricSample).where(MetricSample.at > since).order_by(MetricSample.at)
+    return list(await session.scalars(query))
+
+
+async def delete_samples_before(session: AsyncSession, *, before: dt.datetime) -> int:
+    result = await session.execute(delete(MetricSample).where(MetricSample.at < before))
+    return max(int(getattr(result, "rowcount", 0)), 0)

@@ -9,6 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd.db import utcnow
 from webhookd.stats import repository
+from webhookd.stats.sampler import Point, series
+
+# window → (bucket, buckets): the last hour per minute, the last day per half hour
+WINDOWS = {
+    "hour": (dt.timedelta(minutes=1), 60),
+    "day": (dt.timedelta(minutes=30), 48),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +49,14 @@ async def overview(session: AsyncSession) -> Overview:
         dead_letters=await repository.count_dead_letters(session),
         backlog=await repository.count_due(session, now=now),
     )
+
+
+async def chart(session: AsyncSession, *, window: str) -> list[Point]:
+    """The deployment's figures over ``window`` (hour, day), every process added up."""
+    step, points = WINDOWS[window]
+    now = utcnow()
+    epoch = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    end = epoch + ((now - epoch) // step + 1) * step
+    start = end - step * points
+    samples = await repository.samples_since(session, since=start)
+    return series(samples, start=start, step=step, points=points)

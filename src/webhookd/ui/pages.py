@@ -4,7 +4,7 @@ API (no SQL here); every change is a POSTed form checked for its CSRF token."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -21,7 +21,8 @@ from webhookd.api.deps import (
 )
 from webhookd.endpoint.service import check_url
 from webhookd.errors import AppError
-from webhookd.stats.service import overview
+from webhookd.stats.sampler import Point
+from webhookd.stats.service import chart, overview
 from webhookd.tenant import service as tenants
 from webhookd.tenant.schemas import TenantCreate, TenantRead, TenantUpdate
 from webhookd.ui.session import (
@@ -109,9 +110,63 @@ async def logout(_: FormDep) -> Response:
 # -- overview ------------------------------------------------------------------------------
 
 
+Window = Annotated[Literal["hour", "day"], Query()]
+
+
 @router.get("")
-async def overview_page(request: Request, console: ConsoleDep, session: SessionDep) -> Response:
-    return render(request, "overview.html", csrf=console.csrf, figures=await overview(session))
+async def overview_page(
+    request: Request, console: ConsoleDep, session: SessionDep, window: Window = "hour"
+) -> Response:
+    points = await chart(session, window=window)
+    return render(
+        request,
+        "overview.html",
+        csrf=console.csrf,
+        figures=await overview(session),
+        window=window,
+        summary=summarise(points),
+        points=[p for p in points if p.events_per_second or p.deliveries_per_second][-10:],
+    )
+
+
+@router.get("/overview/series")
+async def overview_series(
+    _: ConsoleDep, session: SessionDep, response: Response, window: Window = "hour"
+) -> dict[str, list[Any]]:
+    """The chart's data, as columns (uPlot's shape): times in seconds, then each series."""
+    points = await chart(session, window=window)
+    columns: dict[str, list[Any]] = {"at": [p.at.timestamp() for p in points]}
+    for name in (
+        "events_per_second",
+        "deliveries_per_second",
+        "success_rate",
+        "p50_ms",
+        "p99_ms",
+        "backlog",
+        "dead_letters",
+    ):
+        columns[name] = [getattr(p, name) for p in points]
+    response.headers["Cache-Control"] = "no-store"
+    return columns
+
+
+def summarise(points: list[Point]) -> dict[str, Any]:
+    """The window in a few numbers, for the page without JavaScript."""
+    rated = [p for p in points if p.success_rate is not None]
+    return {
+        "events_per_second": round(sum(p.events_per_second for p in points) / len(points), 2)
+        if points
+        else 0,
+        "deliveries_per_second": round(
+            sum(p.deliveries_per_second for p in points) / len(points), 2
+        )
+        if points
+        else 0,
+        "success_rate": round(100 * sum(p.success_rate or 0 for p in rated) / len(rated), 1)
+        if rated
+        else None,
+        "p99_ms": max((p.p99_ms for p in points if p.p99_ms is not None), default=None),
+    }
 
 
 # -- tenants -------------------------------------------------------------------------------
