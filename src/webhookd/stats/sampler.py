@@ -68,8 +68,8 @@ class Sampler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(Exception):
-            await self.sample()  # what was counted since the last sample
+        with contextlib.suppress(Exception):  # what was counted since the last sample
+            await asyncio.wait_for(self.sample(), timeout=5)
 
     async def _loop(self) -> None:
         while True:
