@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint format migrate receiver bench bench-scale drills clean
+.PHONY: run demo test lint format migrate receiver bench bench-scale drills screenshots vendor-ui clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("webhookd needs Python 3.11+") if sys.version_info < (3, 11) else None'
@@ -46,6 +46,27 @@ bench-scale: $(STAMP)  ## backlogs of 10k and 100k; BENCH_ARGS="--sizes 1000000"
 
 drills: $(STAMP)  ## fault drills (docs/RELIABILITY.md): minutes; stop and start RabbitMQ and PostgreSQL
 	$(BIN)/python bench/drills/run.py $(if $(ONLY),--only $(ONLY)) $(if $(FLOOD),--flood $(FLOOD))
+
+screenshots: $(STAMP)  ## the page tests, saving docs/screenshots/*.png
+	WEBHOOKD_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_console_browser.py tests/test_console_endpoints_browser.py tests/test_console_events_browser.py tests/test_portal_browser.py -k sqlite
+
+# The pages' JavaScript and CSS, from the npm registry (pinned), into the package.
+HTMX_VERSION := 2.0.11
+PICO_VERSION := 2.1.1
+UPLOT_VERSION := 1.6.32
+VENDOR := src/webhookd/ui/static/vendor
+vendor-ui:  ## fetch htmx, Pico and uPlot from npm into $(VENDOR) (committed)
+	rm -rf .vendor-ui && mkdir -p .vendor-ui
+	cd .vendor-ui && npm pack --silent htmx.org@$(HTMX_VERSION) @picocss/pico@$(PICO_VERSION) uplot@$(UPLOT_VERSION)
+	cd .vendor-ui && for f in *.tgz; do mkdir -p "$${f%.tgz}" && tar -xzf "$$f" -C "$${f%.tgz}"; done
+	cp .vendor-ui/htmx.org-$(HTMX_VERSION)/package/dist/htmx.min.js $(VENDOR)/
+	cp .vendor-ui/htmx.org-$(HTMX_VERSION)/package/LICENSE $(VENDOR)/htmx.LICENSE
+	cp .vendor-ui/picocss-pico-$(PICO_VERSION)/package/css/pico.min.css $(VENDOR)/
+	cp .vendor-ui/picocss-pico-$(PICO_VERSION)/package/LICENSE.md $(VENDOR)/pico.LICENSE.md
+	cp .vendor-ui/uplot-$(UPLOT_VERSION)/package/dist/uPlot.iife.min.js .vendor-ui/uplot-$(UPLOT_VERSION)/package/dist/uPlot.min.css $(VENDOR)/
+	cp .vendor-ui/uplot-$(UPLOT_VERSION)/package/LICENSE $(VENDOR)/uplot.LICENSE
+	cd $(VENDOR) && sha256sum $$(ls | grep -v SHA256SUMS) > SHA256SUMS
+	rm -rf .vendor-ui
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

@@ -241,6 +241,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", E + "/{endpoint_id}/recover"): Row(TENANT_OR_ADMIN, EMPTY_WINDOW),
     ("GET", "/api/v1/jobs/{job_id}"): Row(TENANT_OR_ADMIN),
     ("GET", "/api/v1/jobs"): Row(TENANT),
+    ("POST", "/api/v1/portal-sessions"): Row(TENANT),
     ("POST", ET): Row(TENANT_OR_ADMIN, lambda w: {"name": f"authz.new.{next(_seq)}"}),
     ("GET", ET): Row(TENANT_OR_ADMIN),
     ("GET", ET + "/{name}"): Row(TENANT_OR_ADMIN),
@@ -288,7 +289,8 @@ def app_routes() -> set[tuple[str, str]]:
         (method, route.path)
         for route in iter_route_contexts(app.routes)
         for method in route.methods or ()
-        if method != "HEAD" and not route.path.startswith("/ui")  # pages: test_console_*.py
+        # pages: tests/test_console_*.py, tests/test_portal.py (its own matrix)
+        if method != "HEAD" and not route.path.startswith(("/ui", "/portal"))
     }
     operations = {(m.upper(), p) for p, ops in app.openapi()["paths"].items() for m in ops}
     assert operations <= routes, operations - routes

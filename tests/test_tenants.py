@@ -22,6 +22,9 @@ READ_FIELDS = {
     "operational_webhook_url",
     "strict_event_types",
     "retention_days",
+    "portal_frame_ancestors",
+    "portal_brand_color",
+    "portal_logo_url",
     "api_key_prefix",
     "created_at",
 }

@@ -27,6 +27,7 @@ from webhookd.eventtype.routes import router as event_type_router
 from webhookd.heap import freeze_startup_heap
 from webhookd.jobs.routes import router as jobs_router
 from webhookd.logging import configure_logging
+from webhookd.portal.routes import router as portal_api_router
 from webhookd.runtime import build_runtime
 from webhookd.security import resolve_admin_key, resolve_server_secrets
 from webhookd.tenant.routes import router as tenant_router
@@ -34,6 +35,8 @@ from webhookd.ui.endpoint_pages import router as console_endpoint_router
 from webhookd.ui.errors import install_page_errors
 from webhookd.ui.event_pages import router as console_event_router
 from webhookd.ui.pages import router as console_router
+from webhookd.ui.portal_pages import router as portal_router
+from webhookd.ui.portal_session import PortalSessions
 from webhookd.ui.session import ConsoleSessions
 from webhookd.ui.templating import STATIC as UI_STATIC
 
@@ -79,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.console_sessions = ConsoleSessions(
         pepper=config.secrets.pepper, admin_key=config.admin_key
     )
+    app.state.portal_sessions = PortalSessions(pepper=config.secrets.pepper)
     app.add_middleware(BodyLimitMiddleware, max_body_size=settings.max_payload_bytes)
     app.add_middleware(IngestFastPath, max_body_size=settings.max_payload_bytes)
     app.add_middleware(EncodedSlashGuard)
@@ -97,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         console_router,
         console_endpoint_router,
         console_event_router,
+        portal_api_router,
+        portal_router,
     )
     for router in routers:
         app.include_router(router)

@@ -89,14 +89,15 @@ PURGED_ROWS = Counter(
 )
 JOB_ITEMS = Counter(
     "webhook_job_items",
-    "Items handled by background jobs, by kind (recover) and result (requeued: sent again; "
-    "skipped: no longer dead).",
+    "Items handled by background jobs, by kind (recover, retry_dead_letters) and result "
+    "(requeued: sent again; skipped: no longer dead).",
     ["kind", "result"],
 )
 for _table in ("events", "deliveries", "attempts", "dead_letters", "jobs"):
     PURGED_ROWS.labels(table=_table)
-for _result in ("requeued", "skipped"):
-    JOB_ITEMS.labels(kind="recover", result=_result)
+for _kind in ("recover", "retry_dead_letters"):
+    for _result in ("requeued", "skipped"):
+        JOB_ITEMS.labels(kind=_kind, result=_result)
 for _reason in ("rate_limit", "circuit_open", "disabled", "fifo"):
     DELIVERIES_THROTTLED.labels(reason=_reason)
 for _state in ("open", "half_open", "closed"):

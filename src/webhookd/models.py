@@ -108,6 +108,11 @@ class Tenant(Base):
     # Days its events (with their deliveries, attempts and dead letters) are kept; null:
     # WEBHOOKD_RETENTION_DAYS (docs/RECOVERY.md).
     retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The tenant portal (/portal): the origins that may embed it in a frame, its colour
+    # (#rrggbb) and logo.
+    portal_frame_ancestors: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    portal_brand_color: Mapped[str | None] = mapped_column(String(7), nullable=True)
+    portal_logo_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -311,6 +316,8 @@ class JobStatus(enum.StrEnum):
 
 class JobKind(enum.StrEnum):
     RECOVER = "recover"  # resend an endpoint's dead-lettered deliveries of a time window
+    # retry the unresolved dead-letter entries matching a filter (the console's "retry all")
+    RETRY_DEAD_LETTERS = "retry_dead_letters"
 
 
 JOB_OPEN = "status IN ('queued', 'running')"
@@ -367,3 +374,20 @@ class MetricSample(Base):
     # Database state at the end of the period (the API process reads it; null elsewhere).
     backlog: Mapped[int | None] = mapped_column(Integer, nullable=True)
     dead_letters: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class PortalToken(Base):
+    """A one-time link into the tenant portal (``POST /api/v1/portal-sessions``): only its
+    hash is kept; it is exchanged once for a portal session, before ``expires_at``, and
+    only while the tenant's API key is the one it was issued under."""
+
+    __tablename__ = "portal_tokens"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(BigID, ForeignKey("tenants.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    endpoint_ids: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # the scope
+    key_fingerprint: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

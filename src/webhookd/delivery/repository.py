@@ -24,6 +24,7 @@ from webhookd.models import (
     Endpoint,
     EndpointKind,
     Event,
+    Tenant,
 )
 
 FAILING_STATUSES = frozenset({DeliveryStatus.RETRYING, DeliveryStatus.DEAD})
@@ -251,5 +252,145 @@ async def dead_letters_to_recover(
     """(entry id, delivery id) of the next ``limit`` such entries after entry ``after``,
     in id order."""
     query = _to_recover(tenant_id, endpoint_id, since, until).where(DeadLetter.id > after)
+    rows = await session.execute(query.order_by(DeadLetter.id).limit(limit))
+    return [(entry, delivery) for entry, delivery in rows]
+
+
+# -- the operator console ----------------------------------------------------------------
+
+
+async def event_hits(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    statuses: Sequence[DeliveryStatus],
+    event_type: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    limit: int,
+    before: int | None,
+) -> list[tuple[int, int]]:
+    """(delivery id, event row id) of the tenant's deliveries to webhook endpoints in one of
+    ``statuses`` whose event has this type and was published in [since, until], newest
+    delivery first (the listing of :func:`list_deliveries`, by the same index)."""
+    query = (
+        select(Delivery.id, Delivery.event_id)
+        .join(Event, Event.id == Delivery.event_id)
+        .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
+        .where(
+            Delivery.tenant_id == tenant_id,
+            Endpoint.kind == EndpointKind.WEBHOOK,
+            Delivery.status.in_(list(statuses)),
+        )
+    )
+    if set(statuses) <= FAILING_STATUSES:  # ix_deliveries_failing: its very predicate
+        query = query.where(text(FAILING))
+    if event_type is not None:
+        query = query.where(Event.event_type == event_type)
+    if since is not None:
+        query = query.where(Event.created_at >= since)
+    if until is not None:
+        query = query.where(Event.created_at <= until)
+    if before is not None:
+        query = query.where(Delivery.id < before)
+    rows = await session.execute(query.order_by(Delivery.id.desc()).limit(limit))
+    return [(delivery, event) for delivery, event in rows]
+
+
+async def events_hit_from(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    event_pks: Sequence[int],
+    statuses: Sequence[DeliveryStatus],
+    from_id: int,
+) -> set[int]:
+    """Those of ``event_pks`` (event row ids) with a delivery in one of ``statuses`` whose
+    id is ``from_id`` or more: the events an earlier page of :func:`event_hits` listed."""
+    if not event_pks:
+        return set()
+    query = select(Delivery.event_id).where(
+        Delivery.tenant_id == tenant_id,
+        Delivery.event_id.in_(list(event_pks)),
+        Delivery.status.in_(list(statuses)),
+        Delivery.id >= from_id,
+    )
+    return set(await session.scalars(query.distinct()))
+
+
+LiveRow = tuple[Delivery, str, str, uuid.UUID, uuid.UUID, str]
+
+
+@cross_tenant("the operator's live view of the newest deliveries of every tenant")
+async def latest_deliveries(session: AsyncSession, *, limit: int) -> list[LiveRow]:
+    """(delivery, event_id, event_type, endpoint's public id, tenant's public id, tenant's
+    name) of the newest deliveries to webhook endpoints, newest first."""
+    query = (
+        select(
+            Delivery,
+            Event.event_id,
+            Event.event_type,
+            Endpoint.public_id,
+            Tenant.public_id,
+            Tenant.name,
+        )
+        .join(Event, Event.id == Delivery.event_id)
+        .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
+        .join(Tenant, Tenant.id == Delivery.tenant_id)
+        .where(Endpoint.kind == EndpointKind.WEBHOOK)
+        .order_by(Delivery.id.desc())
+        .limit(limit)
+    )
+    rows = await session.execute(query)
+    return [(d, e, t, p, tp, tn) for d, e, t, p, tp, tn in rows]
+
+
+def _to_retry(
+    tenant_id: int, endpoint_id: int | None, event_type: str | None, until: dt.datetime
+) -> Select[int, int]:
+    query = (
+        select(DeadLetter.id, DeadLetter.delivery_id)
+        .join(Endpoint, Endpoint.id == DeadLetter.endpoint_id)
+        .where(
+            DeadLetter.tenant_id == tenant_id,
+            DeadLetter.resolved.is_(False),
+            DeadLetter.created_at <= until,
+            Endpoint.kind == EndpointKind.WEBHOOK,
+        )
+    )
+    if endpoint_id is not None:
+        query = query.where(DeadLetter.endpoint_id == endpoint_id)
+    if event_type is not None:
+        query = query.where(DeadLetter.event_type == event_type)
+    return query
+
+
+async def count_to_retry(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    endpoint_id: int | None,
+    event_type: str | None,
+    until: dt.datetime,
+) -> int:
+    """Unresolved dead-letter entries of the tenant (of the endpoint, of the event type)
+    created up to ``until``."""
+    query = _to_retry(tenant_id, endpoint_id, event_type, until)
+    return int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+
+async def dead_letters_to_retry(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    endpoint_id: int | None,
+    event_type: str | None,
+    until: dt.datetime,
+    after: int,
+    limit: int,
+) -> list[tuple[int, int]]:
+    """(entry id, delivery id) of the next ``limit`` such entries after entry ``after``,
+    in id order."""
+    query = _to_retry(tenant_id, endpoint_id, event_type, until).where(DeadLetter.id > after)
     rows = await session.execute(query.order_by(DeadLetter.id).limit(limit))
     return [(entry, delivery) for entry, delivery in rows]

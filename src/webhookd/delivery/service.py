@@ -21,13 +21,14 @@ from webhookd.delivery.schemas import DeadLetterRow, DeliveryRow, ReplayOutcome
 from webhookd.delivery.store import DeliveryStore, InsertedEvent, NewDelivery, NewEvent, Route
 from webhookd.errors import Conflict
 from webhookd.ids import Kind, find_by_public_id, new_id
-from webhookd.models import Attempt, DeliveryStatus
+from webhookd.models import Attempt, Delivery, DeliveryStatus
 from webhookd.queue.base import DeliveryQueue
 
 __all__ = [
     "DeliveryService",
     "Enqueued",
     "InsertedEvent",
+    "LiveDelivery",
     "NewEvent",
     "Recovered",
     "Replayed",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 MAX_BULK_RETRY = 1000
+MAX_SCAN_ROUNDS = 20  # reads of deliveries for one page of events in a status
 
 
 class RoutableEvent(NamedTuple):
@@ -60,6 +62,17 @@ class Recovered(NamedTuple):
     handled: int  # entries read
     requeued: int  # of which sent again (the others' deliveries were no longer dead)
     last_entry: int  # the id of the last entry read: where the next batch starts
+
+
+class LiveDelivery(NamedTuple):
+    """A delivery of the operator's live view, with what is shown beside it."""
+
+    delivery: Delivery
+    event_id: str  # the publisher's
+    event_type: str
+    endpoint_id: uuid.UUID  # public ids
+    tenant_id: uuid.UUID
+    tenant_name: str
 
 
 class Enqueued(NamedTuple):
@@ -236,6 +249,10 @@ class DeliveryService:
         ]
         return replayed
 
+    async def retry_delivery(self, session: AsyncSession, *, delivery_pk: int) -> bool:
+        """A fresh cycle for this dead delivery (row id); whether it was dead."""
+        return bool(await self._restart(session, [delivery_pk], (DeliveryStatus.DEAD,)))
+
     async def recover_batch(
         self,
         session: AsyncSession,
@@ -327,6 +344,65 @@ class DeliveryService:
             before=before,
         )
 
+    @staticmethod
+    async def events_in_status(
+        session: AsyncSession,
+        *,
+        tenant_id: int,
+        status: DeliveryStatus,
+        event_type: str | None,
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+        limit: int,
+        before: int | None,
+    ) -> tuple[list[int], int | None]:
+        """The row ids of up to ``limit`` events of the tenant that have a delivery in
+        ``status`` (of this type, published in [since, until]), each once, by their newest
+        such delivery, newest first, read from the deliveries listing; and the cursor of the
+        next page (a delivery id; None: no more). ``before`` is the cursor of this page: an
+        event an earlier page listed is not listed again."""
+        statuses = (status,)
+        chunk = max(2 * limit, 50)
+        found: list[int] = []
+        seen: set[int] = set()
+        cursor = before
+        for _ in range(MAX_SCAN_ROUNDS):
+            hits = await repository.event_hits(
+                session,
+                tenant_id=tenant_id,
+                statuses=statuses,
+                event_type=event_type,
+                since=since,
+                until=until,
+                limit=chunk,
+                before=cursor,
+            )
+            if before is not None:  # listed on an earlier page: at a delivery from ``before``
+                seen |= await repository.events_hit_from(
+                    session,
+                    tenant_id=tenant_id,
+                    event_pks=list({e for _, e in hits} - seen),
+                    statuses=statuses,
+                    from_id=before,
+                )
+            for delivery_id, event_pk in hits:
+                cursor = delivery_id
+                if event_pk not in seen:
+                    seen.add(event_pk)
+                    found.append(event_pk)
+                    if len(found) == limit:
+                        return found, delivery_id
+            if len(hits) < chunk:
+                return found, None
+        return found, cursor  # a short page: the next one goes on from here
+
+    @staticmethod
+    async def latest_deliveries(session: AsyncSession, *, limit: int) -> list[LiveDelivery]:
+        """The newest deliveries of every tenant, newest first (the operator's live view)."""
+        return [
+            LiveDelivery(*row) for row in await repository.latest_deliveries(session, limit=limit)
+        ]
+
     # -- dead-letter queue -------------------------------------------------------------------
 
     @staticmethod
@@ -394,6 +470,51 @@ class DeliveryService:
         )
         await self._requeue(session, rows)
         return [row[2] for row in rows]
+
+    async def retry_dead_letters_batch(
+        self,
+        session: AsyncSession,
+        *,
+        tenant_id: int,
+        endpoint_id: int | None,
+        event_type: str | None,
+        until: dt.datetime,
+        after: int,
+        limit: int,
+    ) -> Recovered:
+        """Retry the next ``limit`` unresolved dead-letter entries of the tenant (of the
+        endpoint, of the event type) created up to ``until``, after entry ``after`` (a batch
+        of a ``retry_dead_letters`` job)."""
+        entries = await repository.dead_letters_to_retry(
+            session,
+            tenant_id=tenant_id,
+            endpoint_id=endpoint_id,
+            event_type=event_type,
+            until=until,
+            after=after,
+            limit=limit,
+        )
+        if not entries:
+            return Recovered(0, 0, after)
+        restarted = await self._restart(session, [d for _, d in entries], (DeliveryStatus.DEAD,))
+        return Recovered(len(entries), len(restarted), entries[-1][0])
+
+    @staticmethod
+    async def count_dead_letters_to_retry(
+        session: AsyncSession,
+        *,
+        tenant_id: int,
+        endpoint_id: int | None,
+        event_type: str | None,
+        until: dt.datetime,
+    ) -> int:
+        return await repository.count_to_retry(
+            session,
+            tenant_id=tenant_id,
+            endpoint_id=endpoint_id,
+            event_type=event_type,
+            until=until,
+        )
 
     async def _requeue(self, session: AsyncSession, rows: Sequence[DeadLetterRow]) -> None:
         if rows:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,4 +46,42 @@ async def page(
         query = query.where(Event.event_type == event_type)
     if before is not None:
         query = query.where(Event.id < before)
+    return list((await session.execute(query)).scalars())
+
+
+async def search(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    event_type: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    limit: int,
+    before: int | None,
+) -> list[Event]:
+    """Newest first (by row id, the position a cursor holds), published in [since, until]."""
+    query = (
+        select(Event)
+        .where(Event.tenant_id == tenant_id, Event.operational.is_(False))
+        .order_by(Event.id.desc())
+        .limit(limit)
+    )
+    if event_type:
+        query = query.where(Event.event_type == event_type)
+    if since is not None:
+        query = query.where(Event.created_at >= since)
+    if until is not None:
+        query = query.where(Event.created_at <= until)
+    if before is not None:
+        query = query.where(Event.id < before)
+    return list((await session.execute(query)).scalars())
+
+
+async def by_ids(session: AsyncSession, *, tenant_id: int, ids: Sequence[int]) -> list[Event]:
+    """The tenant's events with these row ids (in no particular order)."""
+    if not ids:
+        return []
+    query = select(Event).where(
+        Event.tenant_id == tenant_id, Event.operational.is_(False), Event.id.in_(list(ids))
+    )
     return list((await session.execute(query)).scalars())

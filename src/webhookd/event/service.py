@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -141,3 +143,94 @@ async def event_deliveries(
     """The event's deliveries, each with its attempts in order."""
     event = await get_event(session, tenant_id=tenant_id, event_id=event_id)
     return await deliveries.deliveries_of_event(session, tenant_id=tenant_id, event_pk=event.id)
+
+
+class EventPage(NamedTuple):
+    """A page of an event search, and the cursor of the next one (None: no more)."""
+
+    events: list[Event]
+    before: int | None
+
+
+async def search_events(
+    session: AsyncSession,
+    *,
+    deliveries: DeliveryService,
+    tenant_id: int,
+    event_id: str | None,
+    event_type: str | None,
+    status: DeliveryStatus | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    limit: int,
+    before: int | None,
+) -> EventPage:
+    """The tenant's events matching every filter given, newest first: the one published
+    with ``event_id`` (or with that ``evt_…`` id); those of ``event_type``; those with a
+    delivery in ``status`` (from the deliveries listing, whose cursor is then a delivery
+    id); those published in [since, until]."""
+    if event_id is not None:
+        return await _one_event(
+            session,
+            deliveries=deliveries,
+            tenant_id=tenant_id,
+            event_id=event_id,
+            event_type=event_type,
+            status=status,
+            since=since,
+            until=until,
+            listed=before is not None,
+        )
+    if status is not None:
+        pks, after = await deliveries.events_in_status(
+            session,
+            tenant_id=tenant_id,
+            status=status,
+            event_type=event_type,
+            since=since,
+            until=until,
+            limit=limit,
+            before=before,
+        )
+        found = {e.id: e for e in await repository.by_ids(session, tenant_id=tenant_id, ids=pks)}
+        return EventPage([found[pk] for pk in pks if pk in found], after)
+    events = await repository.search(
+        session,
+        tenant_id=tenant_id,
+        event_type=event_type,
+        since=since,
+        until=until,
+        limit=limit,
+        before=before,
+    )
+    return EventPage(events, events[-1].id if len(events) == limit else None)
+
+
+async def _one_event(
+    session: AsyncSession,
+    *,
+    deliveries: DeliveryService,
+    tenant_id: int,
+    event_id: str,
+    event_type: str | None,
+    status: DeliveryStatus | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    listed: bool,
+) -> EventPage:
+    """The event ``event_id`` if it matches the other filters (a page of one: ``listed``
+    means a next page was asked for, which is empty)."""
+    try:
+        event = await get_event(session, tenant_id=tenant_id, event_id=event_id)
+    except NotFound:
+        return EventPage([], None)
+    matches = (
+        not listed
+        and (event_type is None or event.event_type == event_type)
+        and (since is None or event.created_at >= since)
+        and (until is None or event.created_at <= until)
+    )
+    if matches and status is not None:
+        states = await deliveries.delivery_states(session, tenant_id=tenant_id, event_pk=event.id)
+        matches = any(s == status for _, _, s in states)
+    return EventPage([event] if matches else [], None)

@@ -49,7 +49,10 @@ class JobRead(BaseModel):
         "stopped is taken up again from where it was by another process"
     )
     endpoint_id: str | None = Field(examples=[Kind.ENDPOINT.example()])
-    params: dict[str, Any] = Field(description="What the job was asked: since, until")
+    params: dict[str, Any] = Field(
+        description="What the job was asked: since, until (recover); event_type, until "
+        "(retry_dead_letters: the entries dead-lettered until then)"
+    )
     total: int | None = Field(
         description="Items to handle, counted when the job was created; once it finished, "
         "the items it handled (an entry resolved meanwhile by someone else is not counted)"

@@ -2,7 +2,8 @@
 time window, in batches, each batch one transaction that also advances the job's cursor.
 A job is held by one runner at a time (a lease); when that process dies, another takes the
 job up from its cursor once the lease ran out, so no entry is sent twice by the job and
-none is skipped."""
+none is skipped. A ``retry_dead_letters`` job does the same with the tenant's unresolved
+entries that match a filter (the console's "retry all matching")."""
 
 from __future__ import annotations
 
@@ -13,13 +14,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd import metrics
 from webhookd.db import Database, utcnow
-from webhookd.delivery.service import DeliveryService
+from webhookd.delivery.service import DeliveryService, Recovered
 from webhookd.ids import Kind, find_by_public_id
 from webhookd.jobs import repository
 from webhookd.jobs.repository import JobRow
 from webhookd.models import BackgroundJob, JobKind, JobStatus
 
-__all__ = ["JobRow", "get_job", "list_jobs", "run_batch", "start_recovery"]
+__all__ = [
+    "JobRow",
+    "get_job",
+    "list_jobs",
+    "run_batch",
+    "start_dead_letter_retry",
+    "start_recovery",
+]
 
 
 async def start_recovery(
@@ -44,6 +52,36 @@ async def start_recovery(
         session,
         tenant_id=tenant_id,
         kind=JobKind.RECOVER,
+        endpoint_id=endpoint_id,
+        params=params,
+        total=total,
+        now=now,
+    )
+
+
+async def start_dead_letter_retry(
+    session: AsyncSession,
+    deliveries: DeliveryService,
+    *,
+    tenant_id: int,
+    endpoint_id: int | None,
+    endpoint_ref: str | None,
+    event_type: str | None,
+) -> BackgroundJob:
+    """A queued job that retries every unresolved dead-letter entry of the tenant (of the
+    endpoint (row id), of the event type) dead-lettered until now, in batches: the DLQ's
+    "retry all matching" without the 1,000 entries a bulk retry takes at once. Entries
+    dead-lettered after the job was created (a retried delivery that died again) are not
+    its: it ends."""
+    now = utcnow()
+    total = await deliveries.count_dead_letters_to_retry(
+        session, tenant_id=tenant_id, endpoint_id=endpoint_id, event_type=event_type, until=now
+    )
+    params = {"endpoint_id": endpoint_ref, "event_type": event_type, "until": now.isoformat()}
+    return await repository.insert_job(
+        session,
+        tenant_id=tenant_id,
+        kind=JobKind.RETRY_DEAD_LETTERS,
         endpoint_id=endpoint_id,
         params=params,
         total=total,
@@ -101,19 +139,11 @@ async def run_batch(
     async with db.write() as session:
         now = utcnow()
         values: dict[str, Any]
-        if job.kind != JobKind.RECOVER or job.endpoint_id is None:
+        found = await _next_batch(session, deliveries, job, batch_size)
+        if found is None:
             values = {"status": JobStatus.FAILED, "error": f"unknown job kind {job.kind!r}"}
             finished = True
         else:
-            found = await deliveries.recover_batch(
-                session,
-                tenant_id=job.tenant_id,
-                endpoint_id=job.endpoint_id,
-                since=dt.datetime.fromisoformat(job.params["since"]),
-                until=dt.datetime.fromisoformat(job.params["until"]),
-                after=job.cursor,
-                limit=batch_size,
-            )
             requeued, skipped = found.requeued, found.handled - found.requeued
             values = {
                 "done": job.done + requeued,
@@ -138,6 +168,34 @@ async def run_batch(
     metrics.JOB_ITEMS.labels(kind=job.kind, result="requeued").inc(requeued)
     metrics.JOB_ITEMS.labels(kind=job.kind, result="skipped").inc(skipped)
     return finished
+
+
+async def _next_batch(
+    session: AsyncSession, deliveries: DeliveryService, job: BackgroundJob, limit: int
+) -> Recovered | None:
+    """Send the next batch of the job's entries again (None: a job of no known kind)."""
+    if job.kind == JobKind.RECOVER and job.endpoint_id is not None:
+        return await deliveries.recover_batch(
+            session,
+            tenant_id=job.tenant_id,
+            endpoint_id=job.endpoint_id,
+            since=dt.datetime.fromisoformat(job.params["since"]),
+            until=dt.datetime.fromisoformat(job.params["until"]),
+            after=job.cursor,
+            limit=limit,
+        )
+    if job.kind == JobKind.RETRY_DEAD_LETTERS:
+        event_type = job.params.get("event_type")
+        return await deliveries.retry_dead_letters_batch(
+            session,
+            tenant_id=job.tenant_id,
+            endpoint_id=job.endpoint_id,
+            event_type=event_type if isinstance(event_type, str) else None,
+            until=dt.datetime.fromisoformat(job.params["until"]),
+            after=job.cursor,
+            limit=limit,
+        )
+    return None
 
 
 async def fail(db: Database, job: BackgroundJob, *, owner: str, error: str) -> None:

@@ -51,6 +51,18 @@ RetentionDays = Annotated[
 ]
 
 
+Origin = Annotated[
+    str,
+    Field(
+        max_length=255,
+        pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
+        examples=["https://app.example.com"],
+    ),
+]
+BrandColor = Annotated[str, Field(pattern=r"^#[0-9a-fA-F]{6}$", examples=["#3867d6"])]
+LogoUrl = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https://[^\s\x00\"'<>]+$")]
+
+
 def _not_an_id(value: str | None) -> str | None:
     if value is not None and value.startswith(Kind.TENANT.value + "_"):
         raise ValueError("a uid may not start with tnt_ (the prefix of tenant ids)")
@@ -96,6 +108,18 @@ class TenantUpdate(BaseModel):
     )
     strict_event_types: StrictEventTypes | None = None
     retention_days: RetentionDays | None = Field(default=None, description="null: the default")
+    portal_frame_ancestors: list[Origin] | None = Field(
+        default=None,
+        max_length=10,
+        description="Origins (scheme://host[:port]) whose pages may embed the tenant portal "
+        "in a frame (Content-Security-Policy frame-ancestors); null: none",
+    )
+    portal_brand_color: BrandColor | None = Field(
+        default=None, description="The portal's accent colour (#rrggbb)"
+    )
+    portal_logo_url: LogoUrl | None = Field(
+        default=None, description="An https:// image shown at the top of the portal"
+    )
 
     _uid = field_validator("uid")(_not_an_id)
 
@@ -110,6 +134,9 @@ class TenantRead(BaseModel):
     operational_webhook_url: str | None
     strict_event_types: StrictEventTypes
     retention_days: int | None = Field(description="null: WEBHOOKD_RETENTION_DAYS")
+    portal_frame_ancestors: list[str] | None
+    portal_brand_color: str | None
+    portal_logo_url: str | None
     created_at: dt.datetime
 
     @classmethod
@@ -124,6 +151,9 @@ class TenantRead(BaseModel):
             operational_webhook_url=tenant.operational_webhook_url,
             strict_event_types=tenant.strict_event_types,
             retention_days=tenant.retention_days,
+            portal_frame_ancestors=tenant.portal_frame_ancestors,
+            portal_brand_color=tenant.portal_brand_color,
+            portal_logo_url=tenant.portal_logo_url,
             created_at=tenant.created_at,
         )
 

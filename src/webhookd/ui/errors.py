@@ -10,7 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 
-from webhookd.errors import AppError
+from webhookd.errors import AppError, Unauthorized
+from webhookd.ui.portal_session import PortalRefused
 from webhookd.ui.session import LoginRequired
 from webhookd.ui.templating import render
 
@@ -26,10 +27,18 @@ TITLES = {
 
 def is_page(request: Request) -> bool:
     path = request.url.path
-    return (path == "/ui" or path.startswith("/ui/")) and not path.startswith("/ui/static/")
+    if path.startswith("/ui/static/"):
+        return False
+    return path in ("/ui", "/portal") or path.startswith(("/ui/", "/portal/"))
+
+
+def _portal(request: Request) -> bool:
+    return request.url.path == "/portal" or request.url.path.startswith("/portal/")
 
 
 def page_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, PortalRefused) or (isinstance(exc, Unauthorized) and _portal(request)):
+        return render(request, "portal_refused.html", status_code=401, message=str(exc))
     if isinstance(exc, LoginRequired):
         if request.method == "GET":
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -41,7 +50,7 @@ def page_error(request: Request, exc: Exception) -> Response:
         status, message = 422, "; ".join(str(e.get("msg")) for e in exc.errors())  # type: ignore[attr-defined]
     return render(
         request,
-        "error.html",
+        "portal_error.html" if _portal(request) else "error.html",
         status_code=status,
         status=status,
         title=TITLES.get(status, "Error"),
@@ -52,6 +61,7 @@ def page_error(request: Request, exc: Exception) -> Response:
 
 def install_page_errors(app: FastAPI) -> None:
     """Route AppError and validation errors of page requests to :func:`page_error`."""
+    app.add_exception_handler(PortalRefused, page_error)
     for kind in (AppError, RequestValidationError):
         api_handler: Handler = app.exception_handlers[kind]  # type: ignore[assignment]
 

@@ -44,7 +44,7 @@ class CsrfRefused(AppError):
     code = "csrf_refused"
 
 
-def _signing_key(pepper: str, admin_key: str, purpose: str) -> str:
+def signing_key(pepper: str, admin_key: str, purpose: str) -> str:
     material = purpose.encode() + b":" + hashlib.sha256(admin_key.encode()).digest()
     return hmac.new(pepper.encode(), material, hashlib.sha256).hexdigest()
 
@@ -54,7 +54,7 @@ class ConsoleSessions:
 
     def __init__(self, *, pepper: str, admin_key: str) -> None:
         self._signer = URLSafeTimedSerializer(
-            _signing_key(pepper, admin_key, "console"), salt="webhookd.console"
+            signing_key(pepper, admin_key, "console"), salt="webhookd.console"
         )
 
     def issue(self) -> tuple[str, str]:

@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 STATIC = "/ui/static"
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; "
-    "frame-ancestors 'none'"
-)
 PAGE_HEADERS = {
-    "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
@@ -41,16 +36,41 @@ ENV.globals["static"] = STATIC
 ENV.filters["when"] = _when
 
 
+def content_policy(frame_ancestors: list[str] | None, images: str | None) -> str:
+    """The page's Content-Security-Policy: framed by none (the console) or by these origins
+    (the portal, the tenant's allow-list); images from this server and ``images``."""
+    ancestors = " ".join(["'self'", *frame_ancestors]) if frame_ancestors else "'none'"
+    img = "'self' data:" + (f" {images}" if images else "")
+    return (
+        f"default-src 'self'; script-src 'self'; style-src 'self'; img-src {img}; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; "
+        f"frame-ancestors {ancestors}"
+    )
+
+
+PAGE_HEADERS["Content-Security-Policy"] = content_policy(None, None)
+
+
 def render(
     request: Request,
     template: str,
     *,
     csrf: str | None = None,
     status_code: int = 200,
+    frame_ancestors: list[str] | None = None,
+    logo: str | None = None,
     **context: Any,
 ) -> HTMLResponse:
-    """The page ``template`` rendered with ``context``; ``csrf`` goes into every form."""
+    """The page ``template`` rendered with ``context``; ``csrf`` goes into every form;
+    ``frame_ancestors``: the origins that may frame it (none by default)."""
     html = ENV.get_template(template).render(
-        request=request, csrf=csrf, path=request.url.path, **context
+        request=request, csrf=csrf, path=request.url.path, logo=logo, **context
     )
-    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
+    headers = dict(PAGE_HEADERS)
+    if frame_ancestors is not None or logo is not None:
+        images = None
+        if logo:
+            parts = urlsplit(logo)
+            images = f"{parts.scheme}://{parts.netloc}"
+        headers["Content-Security-Policy"] = content_policy(frame_ancestors, images)
+    return HTMLResponse(html, status_code=status_code, headers=headers)
