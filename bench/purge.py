@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import re
+import signal
 import statistics
 import sys
 import threading
@@ -191,19 +192,33 @@ def combined(slices: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_ms": statistics.median(s["p50_ms"] for s in slices),
         "p99_ms": max(s["p99_ms"] for s in slices),
         "socket_errors": sum(s["socket_errors"] for s in slices),
+        "wal_mb_per_s": round(sum(s["wal_mb"] for s in slices) / seconds, 1),
     }
 
 
+def wal_bytes(dsn: str) -> int:
+    """The server's WAL position (the whole cluster's writes, anyone's)."""
+    return int(scalar(dsn, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"))
+
+
 def ingest_slices(
-    cfg: RunConfig, url: str, api_key: str, seconds: float, until: Callable[[int], bool]
+    cfg: RunConfig,
+    dsn: str,
+    url: str,
+    api_key: str,
+    seconds: float,
+    until: Callable[[int], bool],
 ) -> list[dict[str, Any]]:
     """``make bench``'s ingest run (loadgen.ingest_run), repeated in slices of ``seconds``
-    until ``until(slices so far)`` is true after one."""
+    until ``until(slices so far)`` is true after one; with the WAL written meanwhile."""
     slices: list[dict[str, Any]] = []
     while True:
+        wal = wal_bytes(dsn)
         started = time.monotonic()
         result = ingest_run(cfg, url, api_key, duration=seconds)
-        slices.append(slice_figures(result, started, time.monotonic()))
+        figures = slice_figures(result, started, time.monotonic())
+        figures["wal_mb"] = round((wal_bytes(dsn) - wal) / 2**20, 1)
+        slices.append(figures)
         if until(len(slices)):
             return slices
 
@@ -253,18 +268,21 @@ class PurgeProcess:
         }
 
 
-def baseline(cfg: RunConfig, server: Any, api_key: str, args: argparse.Namespace) -> dict[str, Any]:
+def baseline(
+    cfg: RunConfig, dsn: str, server: Any, api_key: str, args: argparse.Namespace
+) -> dict[str, Any]:
     """A: ingest alone, in as many slices as fit in ``--baseline-seconds``."""
     count = max(1, round(args.baseline_seconds / args.slice_seconds))
     with ResourceSampler([server.pid]) as res:
         slices = ingest_slices(
-            cfg, server.url, api_key, args.slice_seconds, lambda done: done >= count
+            cfg, dsn, server.url, api_key, args.slice_seconds, lambda done: done >= count
         )
     return {**combined(slices), "slices": slices, "resources": res.result()}
 
 
 def under_purge(
     cfg: RunConfig,
+    dsn: str,
     procs: Procs,
     server: Any,
     api_key: str,
@@ -276,6 +294,7 @@ def under_purge(
     with ResourceSampler([server.pid]) as res:
         slices = ingest_slices(
             cfg,
+            dsn,
             server.url,
             api_key,
             args.slice_seconds,
@@ -309,20 +328,17 @@ def _literal(statement: Any) -> str:
     return str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
-def candidates_sql(batch: int) -> str:
-    """The purge's candidate query for the default retention, as one batch issues it
-    (delivery/store/retention.py: ``_expired(…)`` in ``_purge_events``)."""
-    from webhookd.delivery.store.retention import Cutoff, _expired
-    from webhookd.models import Event
+def _candidates(batch: int) -> Any:
+    """The purge's first candidate query for the default retention, as a batch issues it
+    on PostgreSQL (delivery/store/retention.py)."""
+    from webhookd.delivery.store.retention import Cutoff, candidates
 
     before = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
-    query = (
-        _expired(Cutoff(None, before))
-        .order_by(Event.id)
-        .limit(batch)
-        .with_for_update(skip_locked=True, of=Event)
-    )
-    return _literal(query)
+    return candidates(Cutoff(None, before), after=0, limit=batch, lock=True)
+
+
+def candidates_sql(batch: int) -> str:
+    return _literal(_candidates(batch))
 
 
 def generic_candidates_sql(batch: int) -> tuple[str, list[Any]]:
@@ -330,17 +346,7 @@ def generic_candidates_sql(batch: int) -> tuple[str, list[Any]]:
     (asyncpg: ``$1``, ``$2`` …), and their values."""
     from sqlalchemy.dialects.postgresql.asyncpg import dialect
 
-    from webhookd.delivery.store.retention import Cutoff, _expired
-    from webhookd.models import Event
-
-    before = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
-    query = (
-        _expired(Cutoff(None, before))
-        .order_by(Event.id)
-        .limit(batch)
-        .with_for_update(skip_locked=True, of=Event)
-    )
-    compiled = query.compile(
+    compiled = _candidates(batch).compile(
         dialect=dialect(),  # type: ignore[no-untyped-call]
         compile_kwargs={"render_postcompile": True},
     )
@@ -348,20 +354,12 @@ def generic_candidates_sql(batch: int) -> tuple[str, list[Any]]:
     return str(compiled), [getattr(v, "value", v) for v in values]
 
 
-def deletes_sql(ids: list[int]) -> list[tuple[str, str]]:
-    """The deletes of one batch of ``ids``, built as ``_purge_events`` builds them."""
-    from sqlalchemy import delete, select
+def batch_sql(ids: list[int]) -> list[tuple[str, str]]:
+    """The rest of one batch of candidates ``ids``: the live probe, then the deletes."""
+    from webhookd.delivery.store.retention import deletes, live_among
 
-    from webhookd.delivery.store.retention import _HAS_LIVE, _LIVE
-    from webhookd.models import Attempt, DeadLetter, Delivery, Event
-
-    of_events = Delivery.event_id.in_(ids)
-    finished = select(Delivery.id).where(of_events, ~_LIVE).scalar_subquery()
-    return [
-        ("dead_letters", _literal(delete(DeadLetter).where(DeadLetter.delivery_id.in_(finished)))),
-        ("attempts", _literal(delete(Attempt).where(Attempt.delivery_id.in_(finished)))),
-        ("deliveries", _literal(delete(Delivery).where(of_events, ~_LIVE))),
-        ("events", _literal(delete(Event).where(Event.id.in_(ids), ~_HAS_LIVE))),
+    return [("live", _literal(live_among(ids)))] + [
+        (table, _literal(statement)) for table, statement in deletes(ids)
     ]
 
 
@@ -396,7 +394,7 @@ async def _explain(dsn: str, batch: int) -> dict[str, str]:
             plans["candidates_generic"] = _plan(rows)
             await conn.execute("SET LOCAL plan_cache_mode = auto")
             ids = [r[0] for r in await conn.fetch(candidates)]
-            for name, statement in deletes_sql(ids):
+            for name, statement in batch_sql(ids):
                 rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {statement}")
                 plans[name] = _plan(rows)
         finally:
@@ -456,6 +454,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         if args.batch_size:
             settings["purge_batch_size"] = args.batch_size
+        if args.batch_pause is not None:
+            settings["purge_batch_pause"] = args.batch_pause
         env = base_env(dsn, **settings)
         purge_env = {**env, "WEBHOOKD_LOG_LEVEL": "INFO"}  # its "retention.purged" line
         server = start_serve(procs, env, workers=False)
@@ -494,13 +494,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 history.seed()
             settle(dsn)
             old = history.old_events()
-            a = baseline(cfg, server, tenant.api_key, args)
+            a = baseline(cfg, dsn, server, tenant.api_key, args)
             print(f"round {number} A (ingest alone): {a['rate']:,.0f} events/s", flush=True)
             settle(dsn)
             if (found := history.old_events()) != history.count:
                 raise BenchError(f"before B: {found:,} old events, not {history.count:,}")
             new_before = history.new_events()
-            b = under_purge(cfg, procs, server, tenant.api_key, purge_env, args)
+            b = under_purge(cfg, dsn, procs, server, tenant.api_key, purge_env, args)
             time.sleep(0.5)  # answers still in flight commit
             left = history.old_events()
             # Every event accepted during B is still there: the purge took only old rows.
@@ -524,7 +524,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "ratio": b["rate"] / a["rate"],
                 }
             )
+            # What is measured so far, saved: a run stopped later keeps its rounds.
+            save(args.output, {**summary(args, machine, setup, rounds), "partial": True})
     return summary(args, machine, setup, rounds)
+
+
+def save(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
 
 
 def summary(
@@ -564,8 +571,8 @@ def summary(
 def render(data: dict[str, Any]) -> str:
     lines = [
         "| round | A: ingest alone (events/s) | B: ingest during the purge (events/s) | B ÷ A "
-        "| purge s | rows deleted | purge within B's window |",
-        "|---|---|---|---|---|---|---|",
+        "| purge s | rows deleted | purge within B's window | WAL MB/s A / B |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in data["rounds"]:
         b = r["under_purge"]
@@ -573,12 +580,13 @@ def render(data: dict[str, Any]) -> str:
         lines.append(
             f"| {r['round']} | {r['baseline']['rate']:,.0f} | {b['rate']:,.0f} | "
             f"{r['ratio']:.2f} | {p['seconds']:.1f} | {p['rows']:,} | "
-            f"{'yes' if p['within_ingest_window'] and b['covered'] else 'NO'} |"
+            f"{'yes' if p['within_ingest_window'] and b['covered'] else 'NO'} | "
+            f"{r['baseline'].get('wal_mb_per_s', '–')} / {b.get('wal_mb_per_s', '–')} |"
         )
     m = data["median"]
     lines.append(
         f"| **median** | **{m['baseline_rate']:,.0f}** | **{m['under_purge_rate']:,.0f}** | "
-        f"**{m['median_ratio']:.2f}** | {m['purge_seconds']:.1f} | {m['purge_rows']:,.0f} | |"
+        f"**{m['median_ratio']:.2f}** | {m['purge_seconds']:.1f} | {m['purge_rows']:,.0f} | | |"
     )
     t = data["target"]
     lines.append(
@@ -600,6 +608,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--purge-timeout", type=float, default=1800.0)
     parser.add_argument("--batch-size", type=int, help="WEBHOOKD_PURGE_BATCH_SIZE (default 1000)")
+    parser.add_argument(
+        "--batch-pause", type=float, help="WEBHOOKD_PURGE_BATCH_PAUSE (default 0.25)"
+    )
     parser.add_argument("--no-explain", action="store_true", help="skip EXPLAIN ANALYZE")
     parser.add_argument("--no-purge-alone", action="store_true", help="skip the unloaded purge")
     parser.add_argument("--python-loadgen", action="store_true", help="aiohttp instead of wrk")
@@ -607,11 +618,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _stop(signum: int, _: Any) -> None:
+    """SIGTERM (someone stopping the run): unwind, so that the child processes are killed
+    and the database and vhost dropped on the way out."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    signal.signal(signal.SIGTERM, _stop)
     data = run(args)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(data, indent=1) + "\n")
+    save(args.output, data)
     print(render(data))
     print(f"results: {args.output}")
     return 0 if data["target"]["met"] else 1

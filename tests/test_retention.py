@@ -201,19 +201,34 @@ def test_running_server_purges_in_batches(server_admin, receiver: Receiver) -> N
     server, admin = server_admin
     tenant = new_tenant(server, admin)
     receiver.plan("/retention/periodic")
-    tenant.add_endpoint(receiver.url("/retention/periodic"))
+    receiver.plan("/retention/periodic-live", default=503)
+    tenant.add_endpoint(receiver.url("/retention/periodic"), event_types=["user.created"])
+    tenant.add_endpoint(
+        receiver.url("/retention/periodic-live"), event_types=["live"], retry_schedule=[3600]
+    )
+    # A live delivery among the old events, in the second batch of two: it is kept, and
+    # the batches go on past it.
     events = [f"evt_periodic_{n}" for n in range(5)]
-    for event_id in [*events, "evt_periodic_new"]:
-        assert tenant.publish("user.created", event_id=event_id).status_code == 202
-        wait_final(tenant.client, event_id)
+    for event_id in [*events[:3], "evt_periodic_live", *events[3:], "evt_periodic_new"]:
+        live = event_id == "evt_periodic_live"
+        response = tenant.publish("live" if live else "user.created", event_id=event_id)
+        assert response.status_code == 202, response.text
+        if live:
+            wait_deliveries(
+                tenant.client, event_id, done=lambda ds: ds and ds[0]["status"] == "retrying"
+            )
+        else:
+            wait_final(tenant.client, event_id)
 
-    age_events(server.settings, tenant, events, days=31)
+    age_events(server.settings, tenant, [*events, "evt_periodic_live"], days=31)
 
     def purged() -> bool:
         return all(tenant.client.get(f"/api/v1/events/{e}").status_code == 404 for e in events)
 
     wait_until(purged, what="old events purged by the running server")
     assert tenant.client.get("/api/v1/events/evt_periodic_new").status_code == 200
+    (kept,) = tenant.client.get("/api/v1/events/evt_periodic_live/deliveries").json()
+    assert kept["status"] == "retrying"
     metrics = admin.get("/metrics").text
     found = re.search(r'webhook_purged_rows_total\{table="events"\} (\d+)', metrics)
     assert found and int(found.group(1).split(".")[0]) >= 5, metrics[:2000]

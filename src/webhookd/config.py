@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     # transaction.
     purge_interval: float = Field(default=3600.0, gt=0)
     purge_batch_size: int = Field(default=1000, ge=1, le=50_000)
+    # The pause after each batch (seconds): a large purge takes its share of the database
+    # in short bursts, so ingest and delivery keep their pace (docs/BENCHMARKS.md).
+    purge_batch_pause: float = Field(default=0.25, ge=0, le=60)
     # Background jobs (recovery): rows handled per transaction, the pause between two
     # batches of a job (seconds), and how long a runner holds a job before another process
     # may take it up (a runner that died).

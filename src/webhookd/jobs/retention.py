@@ -49,23 +49,35 @@ async def purge(
         return total
     if dry_run:
         async with db.engine.connect() as conn:
-            return await store.purge(conn, cutoffs=limits, limit=0, dry_run=True)
-    batch = settings.purge_batch_size
-    while True:
+            for cutoff in limits:
+                total.add(await store.count_purgeable(conn, cutoff=cutoff))
+        return total
+    batch, pause = settings.purge_batch_size, settings.purge_batch_pause
+    for cutoff in limits:
+        after: int | None = 0
+        while after is not None:
+            async with db.write_connection() as conn:
+                purged, after = await store.purge_batch(
+                    conn, cutoff=cutoff, after=after, limit=batch
+                )
+            _count(purged, total)
+            # A duty cycle: the batches of a large purge leave the database (and the
+            # cores) to ingest and delivery in between.
+            await asyncio.sleep(pause if after is not None else 0)
         async with db.write_connection() as conn:
-            purged = await store.purge(conn, cutoffs=limits, limit=batch)
-        total.add(purged)
-        for table, count in purged.as_dict().items():
-            if count:
-                metrics.PURGED_ROWS.labels(table=table).inc(count)
-        if purged.events < batch:
-            break
-        await asyncio.sleep(0)  # a batch at a time: what else this process does goes on
+            _count(Purged(jobs=await store.purge_jobs(conn, cutoff=cutoff)), total)
     if total.total:
         log.info(
             "retention.purged", seconds=round(time.perf_counter() - started, 3), **total.as_dict()
         )
     return total
+
+
+def _count(purged: Purged, total: Purged) -> None:
+    total.add(purged)
+    for table, count in purged.as_dict().items():
+        if count:
+            metrics.PURGED_ROWS.labels(table=table).inc(count)
 
 
 def _no_secrets(_: str) -> str:

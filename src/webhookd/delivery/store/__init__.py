@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from webhookd.delivery.job import Outcome
 from webhookd.delivery.policy import EndpointPolicy
-from webhookd.delivery.store.retention import Cutoff, Purged
+from webhookd.delivery.store.retention import Batch, Cutoff, Purged
 from webhookd.delivery.store.types import (
     Claim,
     DeliveryRef,
@@ -33,6 +33,7 @@ from webhookd.delivery.store.types import (
 from webhookd.models import DeliveryStatus
 
 __all__ = [
+    "Batch",
     "Claim",
     "Cutoff",
     "DeliveryRef",
@@ -138,17 +139,20 @@ class DeliveryStore(Protocol):
         two live deliveries of one event to one endpoint. The ids requeued, in order."""
         ...
 
-    async def purge(
-        self,
-        conn: AsyncConnection,
-        *,
-        cutoffs: Sequence[Cutoff],
-        limit: int,
-        dry_run: bool = False,
-    ) -> Purged:
-        """Delete up to ``limit`` events older than their tenant's cutoff, none of whose
-        deliveries is live, with their deliveries, attempts and dead-letter entries, and
-        finished jobs older than the cutoff (``dry_run``: count all of them instead)."""
+    async def purge_batch(
+        self, conn: AsyncConnection, *, cutoff: Cutoff, after: int, limit: int
+    ) -> Batch:
+        """Of the next ``limit`` events past the id ``after`` older than ``cutoff``, delete
+        those none of whose deliveries is live, with their deliveries, attempts and
+        dead-letter entries. What went, and the cursor of the next batch."""
+        ...
+
+    async def purge_jobs(self, conn: AsyncConnection, *, cutoff: Cutoff) -> int:
+        """Delete the finished jobs older than ``cutoff``; how many."""
+        ...
+
+    async def count_purgeable(self, conn: AsyncConnection, *, cutoff: Cutoff) -> Purged:
+        """What a purge at ``cutoff`` would delete, counted in full (a dry run)."""
         ...
 
     async def discard_dead_letter(

@@ -18,7 +18,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, delete, exists, func, select
+from sqlalchemy import ColumnElement, Executable, Select, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from webhookd.models import (
@@ -74,6 +74,16 @@ def _tenants(days: int | None) -> Select[int]:
     return select(Tenant.id).where(column.is_(None) if days is None else column == days)
 
 
+def _kept_for(days: int | None) -> ColumnElement[bool]:
+    """The event's tenant keeps ``days`` (None: the default). A correlated test, not an
+    ``IN``: SQLite would otherwise read the events through the tenant index and sort them
+    all, where the purge wants them in primary-key order from its cursor."""
+    column = Tenant.retention_days
+    return exists().where(
+        Tenant.id == Event.tenant_id, column.is_(None) if days is None else column == days
+    )
+
+
 def _expired(cutoff: Cutoff) -> Select[int]:
     return select(Event.id).where(
         Event.created_at < cutoff.before, Event.tenant_id.in_(_tenants(cutoff.days)), ~_HAS_LIVE
@@ -84,49 +94,71 @@ def _rowcount(result: Any) -> int:
     return max(int(result.rowcount), 0)
 
 
+class Batch(NamedTuple):
+    """One purge batch: what went, and the last event id it looked at, the cursor of the
+    next batch (None: it found fewer than it could take, so nothing is left past it)."""
+
+    purged: Purged
+    last: int | None
+
+
 class RetentionStore:
     lock_rows = False
 
-    async def purge(
-        self,
-        conn: AsyncConnection,
-        *,
-        cutoffs: Sequence[Cutoff],
-        limit: int,
-        dry_run: bool = False,
-    ) -> Purged:
+    async def purge_batch(
+        self, conn: AsyncConnection, *, cutoff: Cutoff, after: int, limit: int
+    ) -> Batch:
+        """Look at the next ``limit`` events past ``after`` that are older than ``cutoff``
+        and delete those without a live delivery, with everything about them."""
+        query = candidates(cutoff, after=after, limit=limit, lock=self.lock_rows)
+        seen = list((await conn.execute(query)).scalars())
+        if not seen:
+            return Batch(Purged(), None)
+        held = set((await conn.execute(live_among(seen))).scalars())
+        ids = [event_id for event_id in seen if event_id not in held]
         purged = Purged()
-        for cutoff in cutoffs:
-            if dry_run:
-                purged.add(await _count(conn, cutoff))
-                continue
-            room = limit - purged.events
-            if room > 0:
-                purged.add(await self._purge_events(conn, cutoff, room))
-            purged.jobs += await _purge_jobs(conn, cutoff)
-        return purged
+        for table, statement in deletes(ids) if ids else ():
+            setattr(purged, table, _rowcount(await conn.execute(statement)))
+        return Batch(purged, seen[-1] if len(seen) == limit else None)
 
-    async def _purge_events(self, conn: AsyncConnection, cutoff: Cutoff, limit: int) -> Purged:
-        query = _expired(cutoff).order_by(Event.id).limit(limit)
-        if self.lock_rows:
-            query = query.with_for_update(skip_locked=True, of=Event)
-        ids = list((await conn.execute(query)).scalars())
-        if not ids:
-            return Purged()
-        of_events = Delivery.event_id.in_(ids)
-        finished = select(Delivery.id).where(of_events, ~_LIVE).scalar_subquery()
-        purged = Purged()
-        purged.dead_letters = _rowcount(
-            await conn.execute(delete(DeadLetter).where(DeadLetter.delivery_id.in_(finished)))
-        )
-        purged.attempts = _rowcount(
-            await conn.execute(delete(Attempt).where(Attempt.delivery_id.in_(finished)))
-        )
-        purged.deliveries = _rowcount(await conn.execute(delete(Delivery).where(of_events, ~_LIVE)))
-        purged.events = _rowcount(
-            await conn.execute(delete(Event).where(Event.id.in_(ids), ~_HAS_LIVE))
-        )
-        return purged
+    async def purge_jobs(self, conn: AsyncConnection, *, cutoff: Cutoff) -> int:
+        return _rowcount(await conn.execute(delete(BackgroundJob).where(_old_jobs(cutoff))))
+
+    async def count_purgeable(self, conn: AsyncConnection, *, cutoff: Cutoff) -> Purged:
+        """What a purge at ``cutoff`` would delete, counted in full (a dry run)."""
+        return await _count(conn, cutoff)
+
+
+def candidates(cutoff: Cutoff, *, after: int, limit: int, lock: bool) -> Select[int]:
+    """The next ``limit`` events past the id ``after`` older than ``cutoff``, read by
+    primary key from the cursor: old events come first, and those kept for a live
+    delivery are not read again by the next batch."""
+    query = (
+        select(Event.id)
+        .where(Event.id > after, Event.created_at < cutoff.before, _kept_for(cutoff.days))
+        .order_by(Event.id)
+        .limit(limit)
+    )
+    return query.with_for_update(skip_locked=True, of=Event) if lock else query
+
+
+def live_among(ids: Sequence[int]) -> Select[int]:
+    """Which of these events has a live delivery: one probe of ``ix_deliveries_event_id``
+    per event, never a scan of the deliveries."""
+    return select(Delivery.event_id).where(Delivery.event_id.in_(ids), _LIVE)
+
+
+def deletes(ids: Sequence[int]) -> list[tuple[str, Executable]]:
+    """The deletes of these events, child rows first, by table. Each is guarded against a
+    delivery made live again since the candidates were read (a replay or a recovery)."""
+    of_events = Delivery.event_id.in_(ids)
+    finished = select(Delivery.id).where(of_events, ~_LIVE).scalar_subquery()
+    return [
+        ("dead_letters", delete(DeadLetter).where(DeadLetter.delivery_id.in_(finished))),
+        ("attempts", delete(Attempt).where(Attempt.delivery_id.in_(finished))),
+        ("deliveries", delete(Delivery).where(of_events, ~_LIVE)),
+        ("events", delete(Event).where(Event.id.in_(ids), ~_HAS_LIVE)),
+    ]
 
 
 def _old_jobs(cutoff: Cutoff) -> ColumnElement[bool]:
@@ -135,10 +167,6 @@ def _old_jobs(cutoff: Cutoff) -> ColumnElement[bool]:
         & (BackgroundJob.finished_at < cutoff.before)
         & BackgroundJob.tenant_id.in_(_tenants(cutoff.days))
     )
-
-
-async def _purge_jobs(conn: AsyncConnection, cutoff: Cutoff) -> int:
-    return _rowcount(await conn.execute(delete(BackgroundJob).where(_old_jobs(cutoff))))
 
 
 async def _count(conn: AsyncConnection, cutoff: Cutoff) -> Purged:
