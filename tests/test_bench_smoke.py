@@ -61,3 +61,19 @@ def test_harness_writes_results_and_regenerates_the_doc(tmp_path: Path) -> None:
     assert "embedded drain, instant receiver" in doc.read_text()
     update_doc(doc, out)  # idempotent: markers survive a regeneration
     assert doc.read_text().count("<!-- bench:scenarios:start -->") == 1
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_pages_benchmark_runs_on_a_tiny_seed(tmp_path: Path, db: str) -> None:
+    """bench/pages.py end to end with 2,000 events: every page answers (no timing asserted)."""
+    from bench import pages
+
+    out = tmp_path / f"pages-{db}.json"
+    code = pages.main(["--db", db, "--events", "2000", "--repeat", "2", "--output", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["rows"]["event"] == 2000 and data["rows"]["dead_letter"] > 0
+    names = [row["page"] for row in data["pages"]]
+    assert "event log, 10 next links deep" in names and "portal delivery detail" in names
+    assert all(row["median_ms"] > 0 for row in data["pages"])
+    assert "| event detail |" in pages.render(data)

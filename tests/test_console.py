@@ -38,6 +38,25 @@ def test_pages_need_a_session(browser_like) -> None:
     assert response.status_code == 401 and "text/html" in response.headers["content-type"]
 
 
+def test_htmx_requests_without_a_session_load_the_sign_in_page(browser_like) -> None:
+    """Polling (the live table, a job's progress) after the session ended: htmx is told to
+    load the sign-in page (``HX-Redirect``, back to the page shown), not to swap it in."""
+    htmx = {"HX-Request": "true", "HX-Current-URL": "http://testserver/ui/live?x=1"}
+    for path in ("/ui/live/rows", "/ui/tenants/tnt_x/jobs/job_x/progress"):
+        response = browser_like.get(path, headers=htmx)
+        assert response.status_code == 401, (path, response.text)
+        assert response.headers["hx-redirect"] == "/ui/login?next=/ui/live%3Fx%3D1"
+        assert response.text == "" and "location" not in response.headers
+    browser_like.cookies.set("webhookd_console", "stale")
+    expired = browser_like.get("/ui/live/rows", headers={"HX-Request": "true"})
+    assert expired.headers["hx-redirect"] == "/ui/login?next=/ui"
+    posted = browser_like.post("/ui/tenants", headers=htmx, data={"name": "x"})
+    assert posted.status_code == 401 and posted.headers["hx-redirect"].startswith("/ui/login")
+    # Without htmx, as before: a redirect to the sign-in page.
+    plain = browser_like.get("/ui/live/rows")
+    assert plain.status_code == 303 and "hx-redirect" not in plain.headers
+
+
 def test_sign_in_sets_a_safe_cookie(browser_like) -> None:
     wrong = browser_like.post("/ui/login", data={"admin_key": "whadm_nope"})
     assert wrong.status_code == 401 and "not the admin key" in wrong.text

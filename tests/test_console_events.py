@@ -428,3 +428,35 @@ def test_live_rows_show_new_deliveries(
     assert rows.text.count("<tr") <= 50
     first = re.search(r'data-delivery="(dlv_\w+)"', rows.text).group(1)
     assert first == wait_final(tenant.client, ODD_ID)["id"]  # newest first
+
+
+# -- links ---------------------------------------------------------------------------------
+
+
+def delivery_links(html: str) -> dict[str, str]:
+    """Delivery id → the link it carries, for each delivery id shown as a link."""
+    found = re.findall(r'<a href="(/ui/tenants/[^"#]+/events/[^"#]+)#(dlv_\w+)"><code>\2<', html)
+    return {delivery: unescape(path) for path, delivery in found}
+
+
+def test_delivery_ids_link_to_their_event(
+    console: Console, tenant: TenantCtx, receiver: Receiver
+) -> None:
+    """Wherever the console shows a delivery id (live view, dead letters, the endpoint's
+    page), it links to the page of the delivery's event, at that delivery."""
+    receiver.plan("/links", default=500)
+    endpoint = tenant.add_endpoint(receiver.url("/links"), event_types=["link.dead"])
+    dead(tenant, ODD_ID + "-link", "link.dead")
+    delivery = wait_final(tenant.client, ODD_ID + "-link")["id"]
+    event_page = f"/ui/tenants/{tenant.id}/events/{quote(ODD_ID + '-link', safe='')}"
+    pages = {
+        "live": console.get("/ui/live/rows").text,
+        "dlq": console.get(f"/ui/tenants/{tenant.id}/dlq", event_type="link.dead").text,
+        "endpoint": console.get(f"/ui/tenants/{tenant.id}/endpoints/{endpoint['id']}").text,
+    }
+    for name, html in pages.items():
+        assert delivery_links(html).get(delivery) == event_page, name
+    # The endpoint page's health names the last error's delivery too.
+    assert pages["endpoint"].count(f'{event_page}#{delivery}"') == 2
+    shown = console.get(event_page)
+    assert shown.status_code == 200 and f'<article class="delivery" id="{delivery}"' in shown.text

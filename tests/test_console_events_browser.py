@@ -16,7 +16,7 @@ from tests.conftest import TenantCtx, create_tenant
 from tests.fixtures.browser import screenshot, sign_in
 from tests.fixtures.delivery import wait_deliveries, wait_final
 from tests.fixtures.receiver import Receiver
-from tests.fixtures.server import LiveServer, running_server
+from tests.fixtures.server import ADMIN_KEY, LiveServer, running_server
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +154,20 @@ def test_live_shows_a_new_delivery_without_a_reload(
     assert fits(page)
     row.get_by_role("link", name="live-1").click()
     expect(page.get_by_role("heading", name="Event live-1")).to_be_visible()
+
+
+def test_an_ended_session_sends_the_live_page_to_the_sign_in_form(
+    page: Page, server: LiveServer
+) -> None:
+    """The live table polls with htmx: once the session has ended, the browser shows the
+    whole sign-in page (not a form inside the table), and signing in leads back."""
+    sign_in(page, server, "/ui/live")
+    expect(page.locator("#live-rows")).to_be_attached()
+    page.context.clear_cookies()
+    page.wait_for_url(re.compile(r"/ui/login\?next=/ui/live$"), timeout=10_000)
+    expect(page.get_by_label("Admin key")).to_be_visible()
+    expect(page.locator("#live-rows")).to_have_count(0)
+    page.get_by_label("Admin key").fill(ADMIN_KEY)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/ui/live")
+    expect(page.get_by_role("heading", name="Live deliveries")).to_be_visible()

@@ -75,6 +75,27 @@ def test_links_are_single_use_and_expire(server, tenant, receiver) -> None:
     assert httpx.get(server.url + "/portal", follow_redirects=False).status_code == 401
 
 
+def test_htmx_requests_of_an_ended_session_load_a_page_saying_so(server, admin, tenant) -> None:
+    """An htmx request after the session ended is told to load the page that says so
+    (``HX-Redirect``), not to swap the refusal into a part of the page."""
+    portal = PortalBrowser(server, link(tenant)["url"])
+    assert admin.post(f"/api/v1/tenants/{tenant.id}/rotate-api-key").status_code == 200
+    for path in ("/portal", "/portal/endpoints/" + MISSING_EP):
+        response = portal.client.get(path, headers={"HX-Request": "true"})
+        assert response.status_code == 401, response.text
+        assert response.headers["hx-redirect"] == "/portal/ended" and response.text == ""
+    plain = portal.client.get("/portal")
+    assert plain.status_code == 401 and "cannot be used" in plain.text
+    stale = httpx.get(
+        server.url + "/portal", headers={"HX-Request": "true"}, cookies={"webhookd_portal": "x"}
+    )
+    assert stale.headers["hx-redirect"] == "/portal/ended"
+    ended = httpx.get(server.url + "/portal/ended")
+    assert ended.status_code == 200 and "Your session has ended" in ended.text
+    assert "frame-ancestors 'self' *" in ended.headers["content-security-policy"]
+    portal.close()
+
+
 def test_rotating_the_api_key_ends_links_and_sessions(server, admin, tenant) -> None:
     session_link, unused = link(tenant), link(tenant)
     portal = PortalBrowser(server, session_link["url"])
@@ -133,7 +154,7 @@ def test_portal_manages_endpoints_and_deliveries(server, tenant, receiver) -> No
     bad_filter = portal.post(
         f"/portal/endpoints/{endpoint_id}", url=receiver.url("/portal/hook"), filter="{nope"
     )
-    assert bad_filter.status_code == 422 and "not JSON" in bad_filter.text
+    assert bad_filter.status_code == 422 and "not valid JSON" in bad_filter.text
 
     sent = portal.post(f"/portal/endpoints/{endpoint_id}/test")
     assert sent.status_code == 303

@@ -10,16 +10,12 @@ transaction opens, as the API does: these handlers open their sessions themselve
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, ValidationError
+from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.datastructures import FormData
 
 from webhookd.api.deps import RuntimeDep, SessionDep, tenant_named
 from webhookd.db import utcnow
@@ -34,6 +30,16 @@ from webhookd.runtime import Runtime
 from webhookd.tenant import service as tenants
 from webhookd.tenant.keycache import AuthTenant
 from webhookd.tenant.schemas import TenantRead
+from webhookd.ui.endpoint_form import (
+    CREATE_FIELDS,
+    POLICY_FIELDS,
+    app_errors,
+    form_texts,
+    headers_text,
+    policy_texts,
+)
+from webhookd.ui.endpoint_form import checked as checked_form
+from webhookd.ui.pages import see_other
 from webhookd.ui.session import ConsoleDep, FormDep
 from webhookd.ui.templating import render
 
@@ -49,25 +55,6 @@ NOTICES = {
     "enabled": "Enabled: events are routed to it again, and deliveries that waited go out now.",
     "deleted": "Endpoint deleted, with its deliveries and their history.",
 }
-CREATE_FIELDS = ("url", "event_types", "description")
-POLICY_FIELDS = (
-    *CREATE_FIELDS,
-    "retry_schedule",
-    "rate_limit",
-    "ordering",
-    "headers",
-    "filter",
-)
-Body = TypeVar("Body", bound=BaseModel)
-_LIST_SEPARATORS = re.compile(r"[,\s]+")
-_PATTERN_HINTS = {
-    "event_types": "an event type is letters, digits, '_', '.', '-', or a prefix ending in '.*'",
-    "headers": "a header name is letters, digits and !#$%&'*+-.^_`|~ (no spaces)",
-}
-
-
-def see_other(path: str) -> RedirectResponse:
-    return RedirectResponse(path, status_code=303)
 
 
 def _base(tenant: AuthTenant) -> str:
@@ -76,152 +63,6 @@ def _base(tenant: AuthTenant) -> str:
 
 def _ref(endpoint: Endpoint) -> str:
     return format_id(Kind.ENDPOINT, endpoint.public_id)
-
-
-# -- forms ---------------------------------------------------------------------------------
-
-
-def _texts(form: FormData, fields: tuple[str, ...]) -> dict[str, str]:
-    """The submitted text of each field ("" when absent), as typed (to show it again)."""
-    texts: dict[str, str] = {}
-    for name in fields:
-        value = form.get(name)
-        texts[name] = value.replace("\r\n", "\n").strip() if isinstance(value, str) else ""
-    return texts
-
-
-def _items(text: str) -> list[str]:
-    """A comma- (or space-, or line-) separated list."""
-    return [item for item in _LIST_SEPARATORS.split(text) if item]
-
-
-def _number(value: float | None) -> str:
-    if value is None:
-        return ""
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def headers_text(headers: dict[str, str] | None) -> str:
-    """Custom headers as the form shows them: ``Name: value`` per line (already redacted)."""
-    return "\n".join(f"{name}: {value}" for name, value in (headers or {}).items())
-
-
-def _normalized(text: str) -> str:
-    return "\n".join(line.strip() for line in text.splitlines() if line.strip())
-
-
-def _parse_headers(text: str) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        name, colon, value = line.partition(":")
-        name = name.strip()
-        if not colon or not name:
-            raise ValueError(f"line {number}: write one header per line as Name: value")
-        if name in headers:
-            raise ValueError(f"line {number}: header {name!r} appears twice")
-        headers[name] = value.strip()
-    return headers
-
-
-def _parse_filter(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from None
-
-
-def _validation_errors(exc: ValidationError) -> dict[str, str]:
-    """Form field → message: an error inside a list or an object is the field's own."""
-    found: dict[str, str] = {}
-    for error in exc.errors():
-        loc = error["loc"]
-        field = str(loc[0]) if loc else "form"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "string_pattern_mismatch":
-            message = _PATTERN_HINTS.get(field, "not in the expected format")
-            message = f"{error['input']!r}: {message}"
-        elif field == "retry_schedule" and len(loc) > 1 and isinstance(loc[1], int):
-            message = f"delay {loc[1] + 1}: {message}"
-        found.setdefault(field, message)
-    return found
-
-
-def _app_errors(exc: AppError) -> dict[str, str]:
-    """The fields a service's error names (the URL the SSRF guard refused), else the form."""
-    if exc.fields:
-        return {f.get("field", "form"): f.get("message", exc.message) for f in exc.fields}
-    return {"form": exc.message}
-
-
-@dataclass
-class Parsed:
-    """A form read into the API's body fields, or the fields that could not be read."""
-
-    body: dict[str, Any]
-    errors: dict[str, str]
-
-
-def _parse(texts: dict[str, str], *, stored_headers: str | None = None) -> Parsed:
-    """The API body of a create (``stored_headers`` None) or policy form. An empty field is
-    unset (null); headers shown as stored (secrets redacted) and sent back unchanged are
-    left out, and so stay as they are."""
-    body: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    if not texts["url"]:
-        errors["url"] = "required"
-    else:
-        body["url"] = texts["url"]
-    body["event_types"] = _items(texts["event_types"])
-    body["description"] = texts["description"] or None
-    if stored_headers is None:
-        return Parsed(body, errors)
-    body["retry_schedule"] = _items(texts["retry_schedule"]) or None
-    body["rate_limit"] = texts["rate_limit"] or None
-    body["ordering"] = texts["ordering"] or Ordering.UNORDERED.value
-    if _normalized(texts["headers"]) != _normalized(stored_headers):
-        try:
-            body["headers"] = _parse_headers(texts["headers"]) or None
-        except ValueError as exc:
-            errors["headers"] = str(exc)
-    if texts["filter"]:
-        try:
-            body["filter"] = _parse_filter(texts["filter"])
-        except ValueError as exc:
-            errors["filter"] = str(exc)
-    else:
-        body["filter"] = None
-    return Parsed(body, errors)
-
-
-def _validated(model: type[Body], parsed: Parsed) -> tuple[Body | None, dict[str, str]]:
-    """The body validated by the API's schema (None if anything is wrong), and the errors of
-    every field: those the form could not read, then those the schema refused."""
-    errors = dict(parsed.errors)
-    try:
-        data = model.model_validate(parsed.body)
-    except ValidationError as exc:
-        for field, message in _validation_errors(exc).items():
-            errors.setdefault(field, message)
-        return None, errors
-    return (None if errors else data), errors
-
-
-def policy_texts(endpoint: EndpointRead) -> dict[str, str]:
-    """The policy form's fields for the endpoint as stored."""
-    return {
-        "url": endpoint.url,
-        "event_types": ", ".join(endpoint.event_types),
-        "description": endpoint.description or "",
-        "retry_schedule": ", ".join(_number(d) for d in endpoint.retry_schedule or []),
-        "rate_limit": _number(endpoint.rate_limit),
-        "ordering": endpoint.ordering.value,
-        "headers": headers_text(endpoint.headers),
-        "filter": json.dumps(endpoint.filter, indent=2) if endpoint.filter is not None else "",
-    }
 
 
 # -- reads ---------------------------------------------------------------------------------
@@ -373,11 +214,10 @@ async def create_endpoint(
     request: Request, tenant_id: str, form: FormDep, console: ConsoleDep, runtime: RuntimeDep
 ) -> Response:
     tenant = await tenant_named(runtime, tenant_id)
-    texts = _texts(form, CREATE_FIELDS)
-    data, errors = _validated(EndpointCreate, _parse(texts))
-    if data is not None:
+    texts = form_texts(form, CREATE_FIELDS)
+    checked, errors = await checked_form(EndpointCreate, texts, runtime.settings)
+    if checked is not None:  # checked before the transaction
         try:
-            checked = await endpoints.check(data, runtime.settings)  # before the transaction
             async with runtime.db.write() as session:
                 row = await endpoints.create_endpoint(
                     session,
@@ -391,7 +231,7 @@ async def create_endpoint(
         except AppError as exc:
             if exc.status_code not in (409, 422):
                 raise
-            errors = _app_errors(exc)
+            errors = app_errors(exc)
     async with runtime.db.read() as session:
         return await _list_page(
             request, console.csrf, session, tenant, values=texts, errors=errors, status_code=422
@@ -433,11 +273,12 @@ async def update_endpoint(
     async with runtime.db.read() as session:
         row = await endpoints.get_endpoint(session, tenant_id=tenant.id, endpoint_id=endpoint_id)
         stored_headers = headers_text(redact(endpoints.endpoint_headers(row, runtime.secrets)))
-    texts = _texts(form, POLICY_FIELDS)
-    data, errors = _validated(EndpointUpdate, _parse(texts, stored_headers=stored_headers))
-    if data is not None:
+    texts = form_texts(form, POLICY_FIELDS)
+    checked, errors = await checked_form(
+        EndpointUpdate, texts, runtime.settings, stored_headers=stored_headers
+    )
+    if checked is not None:  # checked before the transaction
         try:
-            checked = await endpoints.check(data, runtime.settings)  # before the transaction
             async with runtime.db.write() as session:
                 row = await endpoints.update_endpoint(
                     session,
@@ -446,14 +287,14 @@ async def update_endpoint(
                     checked=checked,
                     secrets=runtime.secrets,
                 )
-                if data.ordering == Ordering.UNORDERED:
+                if checked.data.ordering == Ordering.UNORDERED:
                     # Deliveries that waited for their FIFO turn go out now (as the API does).
                     await runtime.deliveries.release_waiting(session, row.id)
             return see_other(f"{_base(tenant)}/{endpoint_id}?notice=saved")
         except AppError as exc:
             if exc.status_code != 422:
                 raise
-            errors = _app_errors(exc)
+            errors = app_errors(exc)
     async with runtime.db.read() as session:
         return await _endpoint_page(
             request,

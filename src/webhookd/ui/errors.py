@@ -1,14 +1,20 @@
 """Errors on the web pages are pages: a missing session sends a browser to the sign-in form,
-anything else is an HTML page with the API's status and message (the API keeps its JSON)."""
+anything else is an HTML page with the API's status and message (the API keeps its JSON).
+
+A request htmx made (``HX-Request``: polling the live table or a job's progress) would swap
+the answer into a part of the page; a missing or ended session answers it with
+``HX-Redirect`` instead, so the browser loads the whole sign-in page (console) or the page
+saying the portal session has ended (portal)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import URL
 
 from webhookd.errors import AppError, Unauthorized
 from webhookd.ui.portal_session import PortalRefused
@@ -36,12 +42,41 @@ def _portal(request: Request) -> bool:
     return request.url.path == "/portal" or request.url.path.startswith("/portal/")
 
 
+PORTAL_ENDED = "/portal/ended"
+
+
+def from_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def _path_and_query(url: URL) -> str:
+    return url.path + (f"?{url.query}" if url.query else "")
+
+
+def _page_shown(request: Request) -> str:
+    """The console page the browser shows: the htmx request's own URL is a fragment's."""
+    shown = urlsplit(request.headers.get("hx-current-url", ""))
+    if shown.path.startswith("/ui"):
+        return shown.path + (f"?{shown.query}" if shown.query else "")
+    return "/ui"
+
+
+def htmx_redirect(location: str) -> Response:
+    """The answer to an htmx request whose session is missing: htmx loads ``location`` as a
+    whole page instead of swapping the answer in."""
+    return Response(status_code=401, headers={"HX-Redirect": location, "Cache-Control": "no-store"})
+
+
 def page_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, PortalRefused) or (isinstance(exc, Unauthorized) and _portal(request)):
+        if from_htmx(request):
+            return htmx_redirect(PORTAL_ENDED)
         return render(request, "portal_refused.html", status_code=401, message=str(exc))
     if isinstance(exc, LoginRequired):
+        if from_htmx(request):
+            return htmx_redirect(f"/ui/login?next={quote(_page_shown(request))}")
         if request.method == "GET":
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            target = _path_and_query(request.url)
             return RedirectResponse(f"/ui/login?next={quote(target)}", status_code=303)
         return render(request, "login.html", status_code=401, error=exc.message)
     if isinstance(exc, AppError):

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import time
 from typing import Annotated, Any, NamedTuple
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -55,44 +55,14 @@ from webhookd.schemas import MAX_ID, EventType, PublicIdPath
 from webhookd.security import ServerSecrets
 from webhookd.tenant import service as tenants
 from webhookd.tenant.keycache import AuthTenant
+from webhookd.ui.pages import form_errors, form_values, see_other
 from webhookd.ui.session import ConsoleDep, FormDep
-from webhookd.ui.templating import render
+from webhookd.ui.templating import event_path, render
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 PAGE_SIZE = 50
 LIVE_SIZE = 50
-
-
-def see_other(path: str) -> RedirectResponse:
-    return RedirectResponse(path, status_code=303)
-
-
-def form_errors(exc: ValidationError) -> dict[str, str]:
-    """Field name → message, for the form to show beside each field."""
-    found: dict[str, str] = {}
-    for error in exc.errors():
-        field = ".".join(str(p) for p in error["loc"]) or "form"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "string_pattern_mismatch":
-            message = "not in the expected format"
-        found.setdefault(field, message)
-    return found
-
-
-def given(values: Any, fields: tuple[str, ...]) -> dict[str, str]:
-    """The non-empty text fields of a query or form (an empty field means: not given)."""
-    found: dict[str, str] = {}
-    for name in fields:
-        value = values.get(name)
-        if isinstance(value, str) and value.strip() != "":
-            found[name] = value.strip()
-    return found
-
-
-def event_path(tenant_ref: str, event_id: str) -> str:
-    """The page of an event: its event_id quoted (it may hold characters such as " or &)."""
-    return f"/ui/tenants/{tenant_ref}/events/{quote(event_id, safe='')}"
 
 
 async def _tenant(runtime: Any, session: AsyncSession, tenant_id: str) -> tuple[AuthTenant, str]:
@@ -164,7 +134,7 @@ async def event_log(
     deliveries: DeliveriesDep,
 ) -> Response:
     ref, name = await _tenant(runtime, session, tenant_id)
-    values = given(request.query_params, SEARCH_FIELDS)
+    values = form_values(request.query_params, SEARCH_FIELDS)
     context: dict[str, Any] = {
         "tenant": _tenant_view(ref, name),
         "statuses": [s.value for s in DeliveryStatus],
@@ -405,7 +375,7 @@ class DeadLetterSearch(BaseModel):
 
 def _dlq_search(values: Any) -> DeadLetterSearch:
     """The filter of the dead-letter queue from a query or a form (a checkbox sends ``on``)."""
-    fields = given(values, DLQ_FIELDS)
+    fields = form_values(values, DLQ_FIELDS)
     if "resolved" in fields:
         fields["resolved"] = str(fields["resolved"] in ("on", "true", "1"))
     return DeadLetterSearch.model_validate(fields)
@@ -452,7 +422,7 @@ async def dead_letters(
     try:
         search = _dlq_search(request.query_params)
     except ValidationError as exc:
-        values = given(request.query_params, DLQ_FIELDS)
+        values = form_values(request.query_params, DLQ_FIELDS)
         return render(
             request,
             "dlq.html",
@@ -627,6 +597,7 @@ def _live_rows(rows: list[LiveDelivery]) -> list[dict[str, Any]]:
         found.append(
             {
                 "id": format_id(Kind.DELIVERY, delivery.public_id),
+                "tenant_ref": tenant_ref,
                 "created_at": delivery.created_at,
                 "tenant_url": f"/ui/tenants/{tenant_ref}",
                 "tenant_name": row.tenant_name,

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, QueryParams
 
 from webhookd.api.deps import (
     RuntimeDep,
@@ -56,15 +56,15 @@ def form_errors(exc: ValidationError) -> dict[str, str]:
     found: dict[str, str] = {}
     for error in exc.errors():
         field = ".".join(str(p) for p in error["loc"]) or "form"
-        message = str(error["msg"])
+        message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "string_pattern_mismatch":
             message = "not in the expected format"
         found.setdefault(field, message)
     return found
 
 
-def form_values(form: FormData, fields: tuple[str, ...]) -> dict[str, Any]:
-    """The non-empty text fields of a form (an empty field means: not given)."""
+def form_values(form: FormData | QueryParams, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The non-empty text fields of a form or query (an empty field means: not given)."""
     values: dict[str, Any] = {}
     for name in fields:
         value = form.get(name)

@@ -9,14 +9,11 @@ tenant only, or only some of its endpoints (their deliveries included): any othe
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.datastructures import FormData
 
 from webhookd.api.deps import (
     DeliveriesDep,
@@ -26,6 +23,7 @@ from webhookd.api.deps import (
     WriteSessionDep,
 )
 from webhookd.db import utcnow
+from webhookd.delivery.headers import redact
 from webhookd.delivery.schemas import DeliveryDetail, DeliveryRead
 from webhookd.endpoint import service as endpoints
 from webhookd.endpoint.schemas import EndpointCreate, EndpointRead, EndpointUpdate
@@ -35,7 +33,14 @@ from webhookd.ids import Kind, format_id
 from webhookd.models import DeliveryStatus, Endpoint, Tenant
 from webhookd.portal.service import exchange
 from webhookd.tenant import service as tenants
-from webhookd.ui.pages import form_errors
+from webhookd.ui.endpoint_form import (
+    PORTAL_FIELDS,
+    app_errors,
+    filter_text,
+    form_texts,
+    headers_text,
+)
+from webhookd.ui.endpoint_form import checked as checked_form
 from webhookd.ui.portal_session import (
     Portal,
     PortalDep,
@@ -84,6 +89,20 @@ async def start(
     response = _see_other("/portal")
     set_portal_cookie(response, request, portal_sessions(request.app).issue(grant), grant)
     return response
+
+
+@router.get("/ended")
+async def ended(request: Request) -> Response:
+    """Where an htmx request of a session that has ended sends the browser (``HX-Redirect``):
+    it needs no session, and holds nothing but this text, so any site may frame it (the
+    tenant's app that framed the portal shows it in place)."""
+    return render(
+        request,
+        "portal_refused.html",
+        frame_ancestors=["*"],
+        heading="Your session has ended",
+        message="the portal session has expired, or the tenant's API key changed",
+    )
 
 
 @router.get("/brand.css")
@@ -159,62 +178,6 @@ async def _home(
     )
 
 
-def _lines(text: str) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for line in text.splitlines():
-        if line.strip():
-            name, _, value = line.partition(":")
-            headers[name.strip()] = value.strip()
-    return headers
-
-
-def headers_text(headers: dict[str, str] | None) -> str:
-    return "\n".join(f"{name}: {value}" for name, value in (headers or {}).items())
-
-
-class FormProblem(Exception):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field, self.message = field, message
-
-
-def endpoint_fields(form: FormData, *, shown_headers: str | None = None) -> dict[str, Any]:
-    """The endpoint fields of a portal form, as the API's body would carry them (an empty
-    field: null; headers left as shown, redacted: unchanged)."""
-    text = {k: v.strip() for k, v in form.items() if isinstance(v, str)}
-    values: dict[str, Any] = {
-        "url": text.get("url", ""),
-        "event_types": [t for t in text.get("event_types", "").replace(",", " ").split() if t],
-        "description": text.get("description") or None,
-        "rate_limit": text.get("rate_limit") or None,
-    }
-    raw_filter = text.get("filter", "")
-    try:
-        values["filter"] = json.loads(raw_filter) if raw_filter else None
-    except ValueError as exc:
-        raise FormProblem("filter", f"not JSON: {exc}") from None
-    raw_headers = form.get("headers")
-    if isinstance(raw_headers, str) and raw_headers.strip() != (shown_headers or "").strip():
-        values["headers"] = _lines(raw_headers) or None
-    return values
-
-
-async def _checked(
-    model: type[EndpointCreate] | type[EndpointUpdate], values: dict[str, Any], runtime: Any
-) -> Any:
-    try:
-        data = model.model_validate(values)
-    except ValidationError as exc:
-        errors = form_errors(exc)
-        field = next(iter(errors))
-        raise FormProblem(field.split(".")[0], errors[field]) from None
-    try:
-        return await endpoints.check(data, runtime.settings)
-    except AppError as exc:
-        field = (exc.fields or [{}])[0].get("field", "url")
-        raise FormProblem(field, (exc.fields or [{}])[0].get("message", exc.message)) from None
-
-
 @router.post("/endpoints")
 async def create_endpoint(
     request: Request,
@@ -226,38 +189,25 @@ async def create_endpoint(
 ) -> Response:
     if portal.grant.endpoint_ids is not None:
         raise AppError("this portal link was given for some endpoints only", status_code=403)
-    values: dict[str, Any] = dict(form_items(form))
-    try:
-        checked = await _checked(EndpointCreate, endpoint_fields(form), runtime)
-        endpoint = await endpoints.create_endpoint(
-            session,
-            tenant_id=portal.tenant_id,
-            checked=checked,
-            settings=runtime.settings,
-            secrets=secrets,
-        )
-    except FormProblem as problem:
-        await session.rollback()
-        errors = {problem.field: problem.message}
-        return await _home(
-            request, portal, session, secrets, values=values, errors=errors, status_code=422
-        )
-    except AppError as exc:
-        await session.rollback()
-        return await _home(
-            request,
-            portal,
-            session,
-            secrets,
-            values=values,
-            errors={"url": exc.message},
-            status_code=exc.status_code,
-        )
-    return _see_other(f"/portal/endpoints/{format_id(Kind.ENDPOINT, endpoint.public_id)}")
-
-
-def form_items(form: FormData) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in form.items() if isinstance(v, str) and k != "csrf"]
+    texts = form_texts(form, PORTAL_FIELDS)
+    checked, errors = await checked_form(EndpointCreate, texts, runtime.settings)
+    status_code = 422
+    if checked is not None:
+        try:
+            endpoint = await endpoints.create_endpoint(
+                session,
+                tenant_id=portal.tenant_id,
+                checked=checked,
+                settings=runtime.settings,
+                secrets=secrets,
+            )
+            return _see_other(f"/portal/endpoints/{format_id(Kind.ENDPOINT, endpoint.public_id)}")
+        except AppError as exc:
+            await session.rollback()
+            errors, status_code = {"url": exc.message}, exc.status_code
+    return await _home(
+        request, portal, session, secrets, values=texts, errors=errors, status_code=status_code
+    )
 
 
 @router.get("/endpoints/{endpoint_id}")
@@ -311,7 +261,7 @@ async def _endpoint_page(
         status_code=status_code,
         endpoint=read,
         headers_text=headers_text(read.headers),
-        filter_text=json.dumps(read.filter, indent=2) if read.filter else "",
+        filter_text=filter_text(read.filter),
         deliveries=[DeliveryRead.of(r) for r in rows],
         status=status,
         sent=sent,
@@ -332,19 +282,25 @@ async def update_endpoint(
     deliveries: DeliveriesDep,
 ) -> Response:
     endpoint = await _endpoint(session, portal, endpoint_id)
-    shown = headers_text(endpoints.endpoint_headers(endpoint, secrets))
-    try:
-        checked = await _checked(
-            EndpointUpdate, endpoint_fields(form, shown_headers=shown), runtime
-        )
-        await endpoints.update_endpoint(
-            session,
-            tenant_id=portal.tenant_id,
-            endpoint_id=endpoint_id,
-            checked=checked,
-            secrets=secrets,
-        )
-    except FormProblem as problem:
+    shown = headers_text(redact(endpoints.endpoint_headers(endpoint, secrets)))
+    texts = form_texts(form, PORTAL_FIELDS)
+    checked, errors = await checked_form(
+        EndpointUpdate, texts, runtime.settings, stored_headers=shown
+    )
+    if checked is not None:
+        try:
+            await endpoints.update_endpoint(
+                session,
+                tenant_id=portal.tenant_id,
+                endpoint_id=endpoint_id,
+                checked=checked,
+                secrets=secrets,
+            )
+        except AppError as exc:
+            if exc.status_code != 422:
+                raise
+            errors = app_errors(exc)
+    if errors:
         await session.rollback()
         return await _endpoint_page(
             request,
@@ -353,7 +309,7 @@ async def update_endpoint(
             secrets,
             deliveries,
             endpoint_id,
-            errors={problem.field: problem.message},
+            errors=errors,
             status_code=422,
         )
     return await _endpoint_page(

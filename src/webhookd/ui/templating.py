@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -26,6 +26,17 @@ def _when(value: dt.datetime | None) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def event_path(tenant_ref: str, event_id: str) -> str:
+    """The console page of an event: its event_id quoted (it may hold characters such as "
+    or &)."""
+    return f"/ui/tenants/{tenant_ref}/events/{quote(event_id, safe='')}"
+
+
+def delivery_path(tenant_ref: str, event_id: str, delivery_id: str) -> str:
+    """Where the console shows a delivery: on its event's page, at the delivery."""
+    return f"{event_path(tenant_ref, event_id)}#{delivery_id}"
+
+
 ENV = Environment(
     loader=PackageLoader("webhookd.ui", "templates"),
     autoescape=select_autoescape(default=True),
@@ -33,6 +44,8 @@ ENV = Environment(
     lstrip_blocks=True,
 )
 ENV.globals["static"] = STATIC
+ENV.globals["event_path"] = event_path
+ENV.globals["delivery_path"] = delivery_path
 ENV.filters["when"] = _when
 
 
