@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[server,test,bench]"
+	# the Svix JS SDK that tests/test_svix_sdk.py drives (skipped without node)
+	if command -v npm >/dev/null 2>&1; then cd tests/svix_js && npm ci --no-audit --no-fund --loglevel=error; fi
 	touch $(STAMP)
 
 run: $(STAMP)  ## start the API + in-process delivery workers on ./webhookd.db

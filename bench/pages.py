@@ -18,10 +18,9 @@ timing each answer on the client (localhost: the server's time plus well under a
 millisecond). The table gives the median and p95.
 
     .venv/bin/python -m bench.pages --db sqlite|postgres [--events 1000000] [--repeat 20]
-        [--with-indexes] [--analyze] [--output bench/results/pages-<db>.json]
+        [--analyze] [--output bench/results/pages-<db>.json]
 
-``--with-indexes`` adds PROPOSED_INDEXES (not in the schema) after seeding, ``--analyze``
-runs SQLite's ANALYZE (webhookd does not): to measure what either would change.
+``--analyze`` runs SQLite's ANALYZE (webhookd does not): to measure what it would change.
 """
 
 from __future__ import annotations
@@ -60,16 +59,6 @@ from bench.results import ROOT
 from bench.webhookd_proc import ADMIN_KEY, Tenant, base_env, create_tenant, start_serve
 
 TARGET_MS = 100.0
-# Indexes the schema does not have, that the event log's queries want (docs/BENCHMARKS.md
-# says why); ``--with-indexes`` adds them after seeding, to measure what they change. Not a
-# migration: the benchmark only.
-PROPOSED_INDEXES = (
-    "CREATE INDEX ix_events_tenant_id_id ON events (tenant_id, id)",
-    "CREATE INDEX ix_events_tenant_id_event_type_id ON events (tenant_id, event_type, id)",
-    "CREATE INDEX ix_events_tenant_id_created_at_id ON events (tenant_id, created_at, id)",
-)
-
-
 # -- the pages -------------------------------------------------------------------------------
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -232,8 +221,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         counts = {k: v for k, v in history.ids.items()} | {"event": args.events}
         log(f"  {seed_seconds:.1f} s: {counts}")
         extra = []
-        if args.with_indexes:
-            extra += list(PROPOSED_INDEXES)
         if args.analyze and args.db == "sqlite":  # PostgreSQL: VACUUM ANALYZE ran already
             extra.append("ANALYZE")
         for statement in extra:
@@ -256,7 +243,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "events": args.events,
         "rows": counts,
         "repeat": args.repeat,
-        "with_indexes": args.with_indexes,
         "analyze": args.analyze or args.db == "postgres",
         "seed_seconds": round(seed_seconds, 1),
         "run_seconds": round(run_seconds, 1),
@@ -271,8 +257,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def render(data: dict[str, Any]) -> str:
     lines = [
         f"{data['db']}, {data['events']:,} events (seeded in {data['seed_seconds']} s), "
-        f"{data['repeat']} requests a page; proposed indexes: "
-        f"{'yes' if data['with_indexes'] else 'no'}; statistics: "
+        f"{data['repeat']} requests a page; statistics: "
         f"{'yes' if data['analyze'] else 'no'}; load average {data['load_average']}",
         "",
         "| page | median ms | p95 ms | requests | < 100 ms |",
@@ -291,9 +276,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=20, help="requests a page (+1 warm-up)")
-    parser.add_argument(
-        "--with-indexes", action="store_true", help="add PROPOSED_INDEXES after seeding"
-    )
     parser.add_argument(
         "--analyze", action="store_true", help="SQLite: ANALYZE after seeding (the app does not)"
     )

@@ -104,6 +104,7 @@ class History:
             "event_type": event_type,
             "payload": {"n": n, "type": event_type, "amount": n % 997, "note": "x" * 200},
             "operational": False,
+            "channels": None,
             "created_at": at,
         }
         rows["events"].append(event)

@@ -16,6 +16,7 @@ import pytest
 from markupsafe import escape
 
 from tests.conftest import TenantCtx
+from tests.fixtures.db import run_sql
 from tests.fixtures.delivery import wait_deliveries, wait_final, wait_until
 from tests.fixtures.receiver import Receiver
 from tests.fixtures.server import ADMIN_KEY, LiveServer, running_server
@@ -112,6 +113,46 @@ def test_pages_need_a_session(server: LiveServer) -> None:
             response = client.get(path)
             assert response.status_code == 303, path
             assert response.headers["location"].startswith("/ui/login?next=")
+
+
+def test_a_time_window_far_back_lists_by_publication_time_page_by_page(
+    console: Console, server: LiveServer, tenant: TenantCtx
+) -> None:
+    """With a time window, newest means published last, whatever the row order; the
+    pages of a window far back (read from the time index, not by walking back through
+    every newer event) hold each event once."""
+    count = 53  # one page of 50, and three more
+    names = [f"window-{n:02d}" for n in range(count)]
+    for name in names:
+        publish(tenant, name)
+    publish(tenant, "window-recent")
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=10)
+    moments = {name: start + dt.timedelta(minutes=(n * 37) % count) for n, name in enumerate(names)}
+    for name, moment in moments.items():  # publication times in another order than the rows'
+        run_sql(
+            server.settings,
+            "UPDATE events SET created_at = :at WHERE event_id = :e",
+            at=moment,
+            e=name,
+        )
+    expected = sorted(names, key=lambda name: moments[name], reverse=True)
+
+    base = f"/ui/tenants/{tenant.id}/events"
+    first = console.get(base, until=local(start + dt.timedelta(days=1)))
+    assert first.status_code == 200, first.text
+    assert event_ids(first.text) == expected[:50]
+    more = next_url(first.text)
+    assert more is not None
+    second = console.get(more)
+    assert event_ids(second.text) == expected[50:]
+    assert next_url(second.text) is None
+    half = dt.timedelta(seconds=30)  # the form's times are to the second: around each
+    window = console.get(
+        base,
+        since=local(moments[expected[20]] - half),
+        until=local(moments[expected[10]] + half),
+    )
+    assert event_ids(window.text) == expected[10:21]
 
 
 def test_event_log_searches_by_id_type_status_and_time(

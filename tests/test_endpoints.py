@@ -23,6 +23,10 @@ ENDPOINT_FIELDS = {
     "disabled_reason",
     "circuit",
     "failing_since",
+    # issue 17: the adopter's id, labels, channels (the Svix API's fields)
+    "uid",
+    "metadata",
+    "channels",
     "created_at",
     "updated_at",
 }

@@ -238,6 +238,7 @@ def test_get_event_and_its_deliveries(tenant, receiver) -> None:
         "event_id": "evt_read",
         "event_type": "user.created",
         "payload": payload,
+        "channels": None,  # issue 17: published without channels
         "created_at": published.json()["created_at"],
     }
 

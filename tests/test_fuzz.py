@@ -68,11 +68,18 @@ FUZZ_SETTINGS: dict[str, Any] = {"allow_private_targets": False, "run_workers": 
 ENDPOINT_PATCH = ("PATCH", "/api/v1/tenants/{tenant_id}/endpoints/{endpoint_id}")
 
 # Operations that take the admin key; every other API operation gets a tenant's key.
+APP = "/api/v1/app/{app_id}"
 ADMIN_ONLY = {
     ("POST", "/api/v1/tenants"),
     ("GET", "/api/v1/tenants"),
     ("PATCH", "/api/v1/tenants/{tenant_id}"),
+    # the Svix API's (issue 17): a bearer token
+    ("POST", "/api/v1/app"),
+    ("PUT", APP),
+    ("PATCH", APP),
+    ("DELETE", APP),
 }
+SVIX_PREFIXES = ("/api/v1/app", "/api/v1/event-type", "/api/v1/auth/", "/api/v1/health")
 
 
 async def _offline_resolve(
@@ -104,6 +111,7 @@ class World:
     """
 
     keys: dict[str, str]  # tenant role -> current API key (the fuzzer may rotate it)
+    # (roles: main, dlq, bulk, victim; spare: an application for the Svix API's DELETE)
     ids: dict[str, str]  # tenant role -> tenant id
     endpoints: list[str]  # main's endpoints that stay
     spare_endpoints: list[str]  # main's endpoints for DELETE to take
@@ -126,9 +134,12 @@ class World:
 
     def headers(self, method: str, path: str) -> dict[str, str]:
         role = self.role(method, path)
+        key = ADMIN_KEY if role == "admin" else self.keys[role]
+        if path.startswith(SVIX_PREFIXES):
+            return {"Authorization": f"Bearer {key}"}
         if role == "admin":
             return {"X-Admin-Key": ADMIN_KEY}
-        return {"X-API-Key": self.keys[role]}
+        return {"X-API-Key": key}
 
     def aim(self, case: schemathesis.Case) -> None:
         """Point about half of the generated path ids at real objects (deterministically:
@@ -148,6 +159,7 @@ class World:
             pick = len(str(value))
             # then aim at the endpoint or event type
             nested = name == "tenant_id" and ("/endpoints" in path or "/event-types" in path)
+            nested = nested or (name == "app_id" and path.startswith(APP + "/"))
             if pick % 2 == 0 or nested:
                 params[name] = self._real(name, method, path, pick // 2)
             elif (method, path) == ("PATCH", "/api/v1/tenants/{tenant_id}"):
@@ -187,6 +199,14 @@ class World:
         if name == "tenant_id":
             victim = method == "PATCH" and path == "/api/v1/tenants/{tenant_id}"
             return self.ids["victim" if victim else "main"]
+        if name == "app_id":  # the Svix API's: an application's changes go to other tenants
+            changes = {"DELETE": "spare", "PUT": "victim", "PATCH": "victim"}
+            return self.ids[changes.get(method, "main") if path == APP else "main"]
+        if name == "msg_id":
+            return self.event_ids[n % len(self.event_ids)]
+        if name == "event_type_name":  # main's catalog (its key)
+            pool = self.spare_event_types if method == "DELETE" else self.event_types
+            return pool[n % len(pool)]
         if name == "endpoint_id":
             pool = self.spare_endpoints if method == "DELETE" else self.endpoints
             return pool[n % len(pool)]
@@ -293,7 +313,8 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Itera
 @pytest.fixture(scope="module")
 def world(fuzz_server: LiveServer) -> Iterator[World]:
     with fuzz_server.client(**{"X-Admin-Key": ADMIN_KEY}) as admin:
-        tenants = {role: _make_tenant(admin, role) for role in ("main", "dlq", "bulk", "victim")}
+        roles = ("main", "dlq", "bulk", "victim", "spare")
+        tenants = {role: _make_tenant(admin, role) for role in roles}
     clients = {
         role: fuzz_server.client(**{"X-API-Key": t["api_key"]}) for role, t in tenants.items()
     }

@@ -25,6 +25,8 @@ READ_FIELDS = {
     "portal_frame_ancestors",
     "portal_brand_color",
     "portal_logo_url",
+    "delivery_format",  # issue 17: "webhookd" or "svix"
+    "metadata",  # issue 17: labels (a Svix application's metadata)
     "api_key_prefix",
     "created_at",
 }

@@ -30,6 +30,7 @@ from webhookd.logging import configure_logging
 from webhookd.portal.routes import router as portal_api_router
 from webhookd.runtime import build_runtime
 from webhookd.security import resolve_admin_key, resolve_server_secrets
+from webhookd.svix import routers as svix_routers
 from webhookd.tenant.routes import router as tenant_router
 from webhookd.ui.endpoint_pages import router as console_endpoint_router
 from webhookd.ui.errors import install_page_errors
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         console_event_router,
         portal_api_router,
         portal_router,
+        *svix_routers,  # the Svix-compatible API (docs/MIGRATING-FROM-SVIX.md)
     )
     for router in routers:
         app.include_router(router)

@@ -73,6 +73,11 @@ class EndpointKind(enum.StrEnum):
     OPERATIONAL = "operational"
 
 
+class DeliveryFormat(enum.StrEnum):
+    WEBHOOKD = "webhookd"  # {"event_id", "event_type", "payload", "created_at"}
+    SVIX = "svix"  # the payload as the body; svix-id/-timestamp/-signature headers too
+
+
 def PublicId() -> Mapped[uuid.UUID]:  # noqa: N802 - a column, spelled like one
     """The row's public id (webhookd/ids.py): a ULID, unique, set when the row is created."""
     return mapped_column(Uuid(), unique=True, default=new_id)
@@ -113,6 +118,13 @@ class Tenant(Base):
     portal_frame_ancestors: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     portal_brand_color: Mapped[str | None] = mapped_column(String(7), nullable=True)
     portal_logo_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    # What a delivery's body is: the webhookd envelope, or (Svix) the payload alone with
+    # svix-* headers beside webhook-* (delivery/attempt.py).
+    delivery_format: Mapped[str] = mapped_column(
+        String(16), default=DeliveryFormat.WEBHOOKD, server_default=DeliveryFormat.WEBHOOKD.value
+    )
+    # Free key/value labels (a Svix application's metadata; "metadata" is Base's name).
+    labels: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -129,6 +141,7 @@ class Endpoint(Base):
             sqlite_where=text(CIRCUIT_NOT_CLOSED),
             postgresql_where=text(CIRCUIT_NOT_CLOSED),
         ),
+        UniqueConstraint("tenant_id", "uid"),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
@@ -163,18 +176,34 @@ class Endpoint(Base):
     circuit_cooldown: Mapped[float | None] = mapped_column(Float, nullable=True)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     failing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The adopter's own id for the endpoint (unique in its tenant), usable wherever its id is.
+    uid: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Free key/value labels ("metadata": the name Base keeps for the schema's MetaData).
+    labels: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, nullable=True)
+    # Only events published with one of these channels come here; null: every event.
+    channels: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # The endpoint's own signing secret, Fernet-encrypted, rotated like the tenant's; null:
+    # the endpoint signs with its tenant's secret.
+    secret_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    previous_secret_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    previous_secret_expires_at: Mapped[dt.datetime | None] = mapped_column(
+        UTCDateTime, nullable=True
+    )
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 class EventTypeDef(Base):
-    """An event type of a tenant's catalog, with the JSON Schema its payloads must meet."""
+    """An event type of a tenant's catalog, with the JSON Schema its payloads must meet; or,
+    without a tenant, of the deployment's catalog (the Svix API's event types)."""
 
     __tablename__ = "event_types"
     __table_args__ = (UniqueConstraint("tenant_id", "name"),)
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(BigID, ForeignKey("tenants.id", ondelete="CASCADE"))
+    tenant_id: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=True
+    )
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
@@ -191,6 +220,12 @@ class Event(Base):
         # time order, so PostgreSQL keeps a BRIN index (a few pages, next to no cost per
         # insert); SQLite a b-tree, appended at its end.
         Index("ix_events_created_at", "created_at", postgresql_using="brin"),
+        # The event log (console, portal, GET /api/v1/events): a tenant's events newest
+        # first, by type, or in a time window, each read in the listing's order from its
+        # keyset cursor (docs/BENCHMARKS.md, "Console pages with 1M events").
+        Index("ix_events_tenant_id_id", "tenant_id", "id"),
+        Index("ix_events_tenant_id_event_type_id", "tenant_id", "event_type", "id"),
+        Index("ix_events_tenant_id_created_at_id", "tenant_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
@@ -201,6 +236,8 @@ class Event(Base):
     payload: Mapped[Any] = mapped_column(JSON)
     # An operational notice to the tenant (endpoint.disabled, ...): not listed in the API.
     operational: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # Endpoints with channels get the event only if it carries one of theirs.
+    channels: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -390,4 +427,22 @@ class PortalToken(Base):
     key_fingerprint: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IdempotentResponse(Base):
+    """The answer given to a POST with an ``idempotency-key`` header (the Svix API), given
+    again for the same key and caller within a day."""
+
+    __tablename__ = "idempotent_responses"
+    __table_args__ = (
+        UniqueConstraint("caller", "key"),
+        Index("ix_idempotent_responses_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    caller: Mapped[str] = mapped_column(String(64))  # "admin" or the tenant's public id
+    key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -35,6 +35,10 @@ def _check_target(
 
 
 def build_body(job: Job) -> bytes:
+    """The webhookd envelope; in Svix's format (not for operational notices), the payload
+    alone."""
+    if job.svix and not job.operational:
+        return orjson.dumps(job.payload)
     # created_at is UTC: orjson writes it as isoformat() would, with "Z"
     return orjson.dumps(
         {
@@ -52,7 +56,13 @@ def build_headers(job: Job, body: bytes, timestamp: int) -> dict[str, str]:
     replace: the API refuses their names)."""
     headers = dict(job.headers) if job.headers else {}
     headers.update(
-        signature_headers(secret=job.secrets, msg_id=job.message_id, timestamp=timestamp, body=body)
+        signature_headers(
+            secret=job.secrets,
+            msg_id=job.message_id,
+            timestamp=timestamp,
+            body=body,
+            svix=job.svix,
+        )
     )
     headers["Content-Type"] = "application/json"
     headers["X-Webhook-Event-Type"] = job.event_type

@@ -38,6 +38,7 @@ class Job:
     headers: dict[str, str] | None = None  # custom headers, sent before webhookd's own
     fifo: bool = False
     operational: bool = False  # to the tenant's operational webhook
+    svix: bool = False  # the tenant's delivery format is Svix's (models.DeliveryFormat)
     health: Health = field(default=HEALTHY)
 
     @property

@@ -17,3 +17,11 @@ def subscribed(event_types: list[str] | None, event_type: str) -> bool:
         if selector.endswith(WILDCARD) and event_type.startswith(selector[:-1]):
             return True
     return False
+
+
+def in_channels(endpoint_channels: list[str] | None, event_channels: list[str] | None) -> bool:
+    """An endpoint with channels gets the events published in at least one of them; an
+    endpoint without gets every event, in a channel or not (as Svix routes them)."""
+    if not endpoint_channels:
+        return True
+    return bool(event_channels) and not set(endpoint_channels).isdisjoint(event_channels or ())

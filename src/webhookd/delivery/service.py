@@ -16,7 +16,7 @@ from webhookd import metrics
 from webhookd.db import after_commit, utcnow
 from webhookd.delivery import fairness, repository
 from webhookd.delivery.filters import matcher
-from webhookd.delivery.routing import subscribed
+from webhookd.delivery.routing import in_channels, subscribed
 from webhookd.delivery.schemas import DeadLetterRow, DeliveryRow, ReplayOutcome
 from webhookd.delivery.store import DeliveryStore, InsertedEvent, NewDelivery, NewEvent, Route
 from webhookd.errors import Conflict
@@ -44,6 +44,7 @@ class RoutableEvent(NamedTuple):
     tenant_id: int
     event_type: str
     payload: Any  # what endpoints' filters are matched against
+    channels: list[str] | None = None  # what endpoints' channels are matched against
 
 
 TEST_EVENT_TYPE = "webhookd.test"
@@ -127,7 +128,8 @@ class DeliveryService:
             endpoints = [
                 route
                 for route in routes[key]
-                if route.filter is None or matcher(route.filter)(event.payload)
+                if (route.filter is None or matcher(route.filter)(event.payload))
+                and in_channels(route.channels, event.channels)
             ]
             if not endpoints:
                 continue

@@ -10,6 +10,8 @@ Every delivery carries two independent signatures over the exact body bytes:
   base64-decoded part after ``whsec_`` and the signed content is
   ``"{id}.{timestamp}." + body``. During secret rotation several space-separated
   ``v1,<base64>`` signatures may be sent; receivers accept any that matches.
+* ``svix-id`` / ``svix-timestamp`` / ``svix-signature`` — the same three values again under
+  Svix's names, for the tenants whose deliveries are in Svix's format (the Svix API).
 
 All functions are pure apart from :func:`generate_secret`.
 """
@@ -61,22 +63,24 @@ def standard_signature(secret: str, msg_id: str, timestamp: int, body: bytes) ->
 
 
 def signature_headers(
-    *, secret: str | Sequence[str], msg_id: str, timestamp: int, body: bytes
+    *, secret: str | Sequence[str], msg_id: str, timestamp: int, body: bytes, svix: bool = False
 ) -> dict[str, str]:
     """Build the signature headers for one delivery attempt.
 
     ``secret`` is a single secret or, during rotation, a non-empty sequence of secrets
     (newest first). The first secret produces ``X-Webhook-Signature``; every secret
-    contributes one ``v1,`` entry to the space-separated ``webhook-signature``.
+    contributes one ``v1,`` entry to the space-separated ``webhook-signature``. ``svix``:
+    the ``webhook-*`` values are also sent as ``svix-*``.
     """
     secret_list = [secret] if isinstance(secret, str) else list(secret)
     if not secret_list:
         raise ValueError("at least one secret is required")
-    return {
-        "X-Webhook-Signature": x_webhook_signature(secret_list[0], body),
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": " ".join(
-            standard_signature(s, msg_id, timestamp, body) for s in secret_list
-        ),
+    standard = {
+        "id": msg_id,
+        "timestamp": str(timestamp),
+        "signature": " ".join(standard_signature(s, msg_id, timestamp, body) for s in secret_list),
     }
+    headers = {"X-Webhook-Signature": x_webhook_signature(secret_list[0], body)}
+    for scheme in ("webhook", "svix") if svix else ("webhook",):
+        headers.update({f"{scheme}-{name}": value for name, value in standard.items()})
+    return headers

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -16,9 +17,11 @@ from webhookd.api.errors import error_responses
 from webhookd.api.route import OrjsonRoute
 from webhookd.endpoint import service
 from webhookd.endpoint.schemas import EndpointCreate, EndpointRead, EndpointUpdate
-from webhookd.endpoint.service import Checked
+from webhookd.endpoint.service import Checked, EndpointSecret
+from webhookd.ids import Kind, format_id
 from webhookd.models import Ordering
 from webhookd.schemas import CursorQuery, Page, PublicIdPath, decode_cursor, next_cursor
+from webhookd.tenant.schemas import SecretRotate, SigningSecret
 
 router = APIRouter(
     prefix="/api/v1/tenants/{tenant_id}/endpoints", tags=["endpoints"], route_class=OrjsonRoute
@@ -110,3 +113,42 @@ async def delete_endpoint(
     """Delete the endpoint, its pending deliveries and its history."""
     await service.delete_endpoint(session, tenant_id=tenant.id, endpoint_id=endpoint_id)
     return Response(status_code=204)
+
+
+def _signing_secret(found: EndpointSecret) -> SigningSecret:
+    return SigningSecret(
+        id=format_id(Kind.ENDPOINT, found.endpoint.public_id),
+        secret_key=found.secret_key,
+        previous_secret_expires_at=found.previous_expires_at,
+    )
+
+
+@router.get("/{endpoint_id}/secret", response_model=SigningSecret)
+async def reveal_secret(
+    tenant: PathTenantDep, endpoint_id: PublicIdPath, session: SessionDep, secrets: SecretsDep
+) -> SigningSecret:
+    """The secret this endpoint's deliveries are signed with: its own once it has one (set
+    by `rotate-secret`, or by the Svix API), else its tenant's."""
+    found = await service.endpoint_secret(
+        session, tenant_id=tenant.id, endpoint_id=endpoint_id, secrets=secrets
+    )
+    return _signing_secret(found)
+
+
+@router.post("/{endpoint_id}/rotate-secret", response_model=SigningSecret)
+async def rotate_secret(
+    tenant: PathTenantDep,
+    endpoint_id: PublicIdPath,
+    session: WriteSessionDep,
+    secrets: SecretsDep,
+    body: SecretRotate | None = None,
+) -> SigningSecret:
+    """A signing secret of the endpoint's own, from now on. The one it signed with until
+    now (its tenant's, the first time) keeps signing next to it for `grace_period_seconds`
+    (default one day), as a tenant's rotation does; the tenant's other endpoints are not
+    affected."""
+    grace = dt.timedelta(seconds=(body or SecretRotate()).grace_period_seconds)
+    found = await service.rotate_endpoint_secret(
+        session, tenant_id=tenant.id, endpoint_id=endpoint_id, grace=grace, secrets=secrets
+    )
+    return _signing_secret(found)

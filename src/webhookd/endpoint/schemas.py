@@ -3,13 +3,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from webhookd.delivery.filters import FilterError, validate_filter
 from webhookd.delivery.headers import redact
 from webhookd.ids import Kind, format_id
 from webhookd.models import Circuit, DisabledReason, Endpoint, Ordering
-from webhookd.schemas import NO_NUL_PATTERN
+from webhookd.schemas import CLIENT_ID_PATTERN, NO_NUL_PATTERN
 
 Url = Annotated[
     str,
@@ -120,6 +120,42 @@ Filter = Annotated[
     ),
     AfterValidator(_check_filter),
 ]
+Uid = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        pattern=CLIENT_ID_PATTERN,
+        description="Your own id for this endpoint, unique in its tenant; usable wherever "
+        "its id is. Printable ASCII without / ? # % \\, and not starting with `ep_`.",
+        examples=["billing-prod"],
+    ),
+]
+Metadata = Annotated[
+    dict[
+        Annotated[str, Field(min_length=1, max_length=256, pattern=NO_NUL_PATTERN)],
+        Annotated[str, Field(max_length=4096, pattern=NO_NUL_PATTERN)],
+    ],
+    Field(max_length=50, description="Your own labels (string keys and values, at most 50)"),
+]
+EndpointChannels = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9\-_.:]+$")]],
+    Field(
+        min_length=1,
+        max_length=10,
+        description="Only events published with one of these channels come here (1-10); "
+        "null: every event",
+        examples=[["project_123"]],
+    ),
+]
+
+
+def _not_an_id(value: str | None) -> str | None:
+    if value is not None and value.startswith(Kind.ENDPOINT.value + "_"):
+        raise ValueError("a uid may not start with ep_ (the prefix of endpoint ids)")
+    return value
+
+
 OrderingField = Annotated[
     Ordering,
     Field(
@@ -141,6 +177,11 @@ class EndpointCreate(BaseModel):
     headers: Headers | None = None
     ordering: OrderingField = Ordering.UNORDERED
     filter: Filter | None = None
+    uid: Uid | None = None
+    metadata: Metadata | None = None
+    channels: EndpointChannels | None = None
+
+    _uid = field_validator("uid")(_not_an_id)
 
 
 class EndpointUpdate(BaseModel):
@@ -157,6 +198,11 @@ class EndpointUpdate(BaseModel):
     headers: Headers | None = None
     ordering: OrderingField | None = None
     filter: Filter | None = None
+    uid: Uid | None = Field(default=None, description="null removes it")
+    metadata: Metadata | None = None
+    channels: EndpointChannels | None = None
+
+    _uid = field_validator("uid")(_not_an_id)
 
 
 class EndpointRead(BaseModel):
@@ -182,6 +228,9 @@ class EndpointRead(BaseModel):
     failing_since: dt.datetime | None = Field(
         description="First failure since the last success (null: not failing)"
     )
+    uid: str | None = None
+    metadata: dict[str, str] | None = None
+    channels: list[str] | None = None
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -207,6 +256,9 @@ class EndpointRead(BaseModel):
             else None,
             circuit=Circuit(endpoint.circuit),
             failing_since=endpoint.failing_since,
+            uid=endpoint.uid,
+            metadata=endpoint.labels,
+            channels=endpoint.channels,
             created_at=endpoint.created_at,
             updated_at=endpoint.updated_at,
         )

@@ -29,7 +29,7 @@ from webhookd.api.route import is_json
 from webhookd.db import database_unavailable
 from webhookd.errors import AppError, NotFound, field_error
 from webhookd.event.batcher import TenantGone
-from webhookd.event.schemas import EventCreate
+from webhookd.event.schemas import EventAccepted, EventCreate
 from webhookd.runtime import Runtime
 from webhookd.schemas import inexact_integer
 from webhookd.security import hash_api_key, keys_equal
@@ -61,6 +61,16 @@ async def accept(
     Raises :class:`AppError`: 429 over the tenant's rate limit, 422 if the tenant's
     event-type catalog refuses the event (schema, strict_event_types) and 401 if the tenant
     was deleted since its key was cached."""
+    accepted, headers = await publish_for(runtime, tenant, data)
+    body = accepted.__pydantic_serializer__.to_json(accepted)
+    return (200 if accepted.duplicate else 202), body, headers
+
+
+async def publish_for(
+    runtime: Runtime, tenant: AuthTenant, data: EventCreate
+) -> tuple[EventAccepted, dict[str, str]]:
+    """:func:`accept`'s publish, before the answer is serialised (the Svix API's too): the
+    accepted event and the rate-limit headers."""
     decision = await runtime.rate_limiter.acquire(f"tenant:{tenant.ref}", tenant.rate_limit)
     if not decision.allowed:
         metrics.rate_limit_hit(tenant.ref)
@@ -78,8 +88,7 @@ async def accept(
         raise
     if not accepted.duplicate:
         metrics.event_published(tenant.ref, data.event_type)
-    body = accepted.__pydantic_serializer__.to_json(accepted)
-    return (200 if accepted.duplicate else 202), body, decision.headers
+    return accepted, decision.headers
 
 
 class IngestFastPath:

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webhookd.models import Event
@@ -59,21 +59,32 @@ async def search(
     limit: int,
     before: int | None,
 ) -> list[Event]:
-    """Newest first (by row id, the position a cursor holds), published in [since, until]."""
+    """Newest first, published in [since, until]; ``before`` is the row id of the last
+    event of the previous page.
+
+    Without a time window, newest means by row id. With one, it means by publication
+    time (row id among equals), read from ``ix_events_tenant_id_created_at_id`` at the
+    window's end or at the cursor's event: a window far back would otherwise walk back
+    through every newer event by row id before finding the first that matches."""
     query = (
-        select(Event)
-        .where(Event.tenant_id == tenant_id, Event.operational.is_(False))
-        .order_by(Event.id.desc())
-        .limit(limit)
+        select(Event).where(Event.tenant_id == tenant_id, Event.operational.is_(False)).limit(limit)
     )
     if event_type:
         query = query.where(Event.event_type == event_type)
+    if since is None and until is None:
+        query = query.order_by(Event.id.desc())
+        if before is not None:
+            query = query.where(Event.id < before)
+        return list((await session.execute(query)).scalars())
+    query = query.order_by(Event.created_at.desc(), Event.id.desc())
     if since is not None:
         query = query.where(Event.created_at >= since)
     if until is not None:
         query = query.where(Event.created_at <= until)
     if before is not None:
-        query = query.where(Event.id < before)
+        at = select(Event.created_at).where(Event.id == before).scalar_subquery()
+        # (created_at, id) < (at, before), with a plain range on created_at for the index.
+        query = query.where(Event.created_at <= at, or_(Event.created_at < at, Event.id < before))
     return list((await session.execute(query)).scalars())
 
 

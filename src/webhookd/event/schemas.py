@@ -44,6 +44,17 @@ EventIdPath = Annotated[
 
 
 TenantRef = Annotated[str, Field(min_length=1, max_length=255, pattern=NO_NUL_PATTERN)]
+Channel = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9\-_.:]+$")]
+Channels = Annotated[
+    list[Channel],
+    Field(
+        min_length=1,
+        max_length=10,
+        description="Channels of the event (1-10; letters, digits, - _ . :): an endpoint with "
+        "channels gets only the events in one of them",
+        examples=[["project_123"]],
+    ),
+]
 
 
 class EventCreate(BaseModel):
@@ -64,6 +75,7 @@ class EventCreate(BaseModel):
         "`tenant_id`).",
         examples=["customer-42"],
     )
+    channels: Channels | None = None
 
     @field_validator("payload")
     @classmethod
@@ -104,6 +116,7 @@ class EventRead(BaseModel):
     event_id: str
     event_type: str
     payload: dict[str, Any]
+    channels: list[str] | None = None
     created_at: dt.datetime
 
     @classmethod
@@ -113,5 +126,6 @@ class EventRead(BaseModel):
             event_id=event.event_id,
             event_type=event.event_type,
             payload=event.payload,
+            channels=event.channels,
             created_at=event.created_at,
         )

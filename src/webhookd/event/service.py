@@ -38,7 +38,9 @@ async def publish_events(
     for tenant_id, data in batch:
         key = (tenant_id, data.event_id)
         if key not in new:
-            new[key] = NewEvent(new_id(), tenant_id, data.event_id, data.event_type, data.payload)
+            new[key] = NewEvent(
+                new_id(), tenant_id, data.event_id, data.event_type, data.payload, data.channels
+            )
     inserted = await deliveries.insert_events(session, list(new.values()), now)
     public_ids = {key: event.public_id for key, event in new.items()}
     new_events = {(e.tenant_id, e.event_id): e.id for e in inserted}
@@ -46,7 +48,9 @@ async def publish_events(
     for tenant_id, data in batch:
         event_pk = new_events.get((tenant_id, data.event_id))
         if event_pk is not None and event_pk not in to_route:
-            to_route[event_pk] = RoutableEvent(event_pk, tenant_id, data.event_type, data.payload)
+            to_route[event_pk] = RoutableEvent(
+                event_pk, tenant_id, data.event_type, data.payload, data.channels
+            )
     by_event = await deliveries.enqueue_for_events(session, list(to_route.values()), now)
     results: list[EventAccepted | AppError] = []
     answered: set[tuple[int, str]] = set()  # the same event twice in one batch: one is new

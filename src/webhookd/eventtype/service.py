@@ -1,4 +1,6 @@
-"""The event-type catalog of a tenant: every query starts from the tenant."""
+"""The event-type catalog of a tenant: every query starts from the tenant (None: the
+deployment's catalog, the Svix API's event types for the operator; publishes are not
+checked against it)."""
 
 from __future__ import annotations
 
@@ -25,11 +27,21 @@ def _check_schema(schema: dict[str, object] | None) -> None:
             raise field_error("schema", f"not a valid JSON Schema (draft 2020-12): {exc}") from exc
 
 
+def _forget(catalog: EventTypeCatalog, session: AsyncSession, tenant_id: int | None) -> None:
+    if tenant_id is not None:  # the deployment's catalog checks no publish
+        catalog.forget_on_commit(session, tenant_id)
+
+
 async def create_event_type(
-    session: AsyncSession, *, tenant_id: int, data: EventTypeCreate, catalog: EventTypeCatalog
+    session: AsyncSession,
+    *,
+    tenant_id: int | None,
+    data: EventTypeCreate,
+    catalog: EventTypeCatalog,
 ) -> EventTypeDef:
     _check_schema(data.schema_)
-    await ensure_tenant(session, tenant_id=tenant_id)
+    if tenant_id is not None:
+        await ensure_tenant(session, tenant_id=tenant_id)
     if await repository.get(session, tenant_id=tenant_id, name=data.name) is not None:
         raise Conflict(f"event type {data.name!r} already exists", code="event_type_exists")
     if await repository.count(session, tenant_id=tenant_id) >= MAX_EVENT_TYPES:
@@ -48,11 +60,13 @@ async def create_event_type(
         raise Conflict(
             f"event type {data.name!r} already exists", code="event_type_exists"
         ) from exc
-    catalog.forget_on_commit(session, tenant_id)
+    _forget(catalog, session, tenant_id)
     return row
 
 
-async def get_event_type(session: AsyncSession, *, tenant_id: int, name: str) -> EventTypeDef:
+async def get_event_type(
+    session: AsyncSession, *, tenant_id: int | None, name: str
+) -> EventTypeDef:
     found = await repository.get(session, tenant_id=tenant_id, name=name)
     if found is None:
         raise NotFound(f"event type {name!r} not found")
@@ -60,17 +74,28 @@ async def get_event_type(session: AsyncSession, *, tenant_id: int, name: str) ->
 
 
 async def list_event_types(
-    session: AsyncSession, *, tenant_id: int, include_archived: bool, limit: int, after: int | None
+    session: AsyncSession,
+    *,
+    tenant_id: int | None,
+    include_archived: bool,
+    limit: int,
+    after: int | None,
+    newest_first: bool = False,
 ) -> list[EventTypeDef]:
     return await repository.page(
-        session, tenant_id=tenant_id, include_archived=include_archived, limit=limit, after=after
+        session,
+        tenant_id=tenant_id,
+        include_archived=include_archived,
+        limit=limit,
+        after=after,
+        newest_first=newest_first,
     )
 
 
 async def update_event_type(
     session: AsyncSession,
     *,
-    tenant_id: int,
+    tenant_id: int | None,
     name: str,
     data: EventTypeUpdate,
     catalog: EventTypeCatalog,
@@ -83,15 +108,15 @@ async def update_event_type(
     for field, value in values.items():
         setattr(row, field, value)
     await session.flush()
-    catalog.forget_on_commit(session, tenant_id)
+    _forget(catalog, session, tenant_id)
     return row
 
 
 async def delete_event_type(
-    session: AsyncSession, *, tenant_id: int, name: str, catalog: EventTypeCatalog
+    session: AsyncSession, *, tenant_id: int | None, name: str, catalog: EventTypeCatalog
 ) -> None:
     """Remove the type from the catalog (events already published keep their type)."""
     row = await get_event_type(session, tenant_id=tenant_id, name=name)
     await session.delete(row)
     await session.flush()
-    catalog.forget_on_commit(session, tenant_id)
+    _forget(catalog, session, tenant_id)

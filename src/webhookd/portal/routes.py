@@ -28,9 +28,8 @@ async def create_portal_session(
     token, row = await service.create_link(
         session, tenant_id=tenant.id, endpoint_ids=data.endpoint_ids, ttl=data.ttl
     )
-    url = str(request.base_url).rstrip("/") + f"/portal/start?token={token}"
     return PortalSessionRead(
-        url=url,
+        url=service.link_url(str(request.base_url), token),
         token=token,
         expires_at=row.expires_at,
         endpoint_ids=row.endpoint_ids,

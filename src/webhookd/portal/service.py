@@ -67,6 +67,11 @@ async def create_link(
     return token, row
 
 
+def link_url(base_url: str, token: str) -> str:
+    """Where the one-time link ``token`` opens the portal, on the server at ``base_url``."""
+    return base_url.rstrip("/") + f"/portal/start?token={token}"
+
+
 REFUSED = "this portal link has expired, was already used, or its tenant's API key changed"
 
 

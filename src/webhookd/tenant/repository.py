@@ -52,11 +52,14 @@ async def exists(session: AsyncSession, *, tenant_id: int) -> bool:
     return found is not None
 
 
-async def page(session: AsyncSession, *, limit: int, after: int | None) -> list[Tenant]:
-    """Every tenant (the operator's list), oldest first."""
-    query = select(Tenant).order_by(Tenant.id).limit(limit)
+async def page(
+    session: AsyncSession, *, limit: int, after: int | None, newest_first: bool = False
+) -> list[Tenant]:
+    """Every tenant (the operator's list), oldest first (``after``: past that row id); or
+    newest first (``after``: before it)."""
+    query = select(Tenant).order_by(Tenant.id.desc() if newest_first else Tenant.id).limit(limit)
     if after is not None:
-        query = query.where(Tenant.id > after)
+        query = query.where(Tenant.id < after if newest_first else Tenant.id > after)
     return list((await session.execute(query)).scalars())
 
 

@@ -5,8 +5,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from webhookd.endpoint.schemas import Metadata
 from webhookd.ids import Kind, format_id
-from webhookd.models import Tenant
+from webhookd.models import DeliveryFormat, Tenant
 from webhookd.schemas import CLIENT_ID_PATTERN, NO_NUL_PATTERN
 
 RateLimit = Annotated[
@@ -17,6 +18,15 @@ StrictEventTypes = Annotated[
     Field(
         description="Refuse (422) publishes whose event_type is not in the tenant's event-type "
         "catalog, or is archived there"
+    ),
+]
+DeliveryFormatField = Annotated[
+    DeliveryFormat,
+    Field(
+        description='What a delivery carries: "webhookd" (default), the envelope {event_id, '
+        'event_type, payload, created_at}; "svix", the payload alone as the body, with '
+        "svix-id/svix-timestamp/svix-signature headers next to webhook-* (what tenants "
+        "created through the Svix API get)"
     ),
 ]
 EMAIL_PATTERN = r"^[^@\s\x00]{1,64}@[^@\s\x00]{1,255}\.[^@\s\x00]{1,63}$"
@@ -78,6 +88,8 @@ class TenantCreate(BaseModel):
     uid: Uid | None = None
     strict_event_types: StrictEventTypes = False
     retention_days: RetentionDays | None = None
+    delivery_format: DeliveryFormatField = DeliveryFormat.WEBHOOKD
+    metadata: Metadata | None = None
 
     @field_validator("name")
     @classmethod
@@ -120,6 +132,8 @@ class TenantUpdate(BaseModel):
     portal_logo_url: LogoUrl | None = Field(
         default=None, description="An https:// image shown at the top of the portal"
     )
+    delivery_format: DeliveryFormatField | None = None
+    metadata: Metadata | None = Field(default=None, description="null removes it")
 
     _uid = field_validator("uid")(_not_an_id)
 
@@ -137,6 +151,8 @@ class TenantRead(BaseModel):
     portal_frame_ancestors: list[str] | None
     portal_brand_color: str | None
     portal_logo_url: str | None
+    delivery_format: DeliveryFormatField
+    metadata: dict[str, str] | None
     created_at: dt.datetime
 
     @classmethod
@@ -154,6 +170,8 @@ class TenantRead(BaseModel):
             portal_frame_ancestors=tenant.portal_frame_ancestors,
             portal_brand_color=tenant.portal_brand_color,
             portal_logo_url=tenant.portal_logo_url,
+            delivery_format=DeliveryFormat(tenant.delivery_format),
+            metadata=tenant.labels,
             created_at=tenant.created_at,
         )
 
@@ -182,7 +200,7 @@ class SecretRotate(BaseModel):
 
 
 class SigningSecret(BaseModel):
-    id: TenantId
+    id: TenantId = Field(description="The tenant's id (tnt_…), or the endpoint's (ep_…)")
     secret_key: str = Field(description="The current signing secret (whsec_...)")
     previous_secret_expires_at: dt.datetime | None = Field(
         description="Until then deliveries also carry a signature made with the previous secret"

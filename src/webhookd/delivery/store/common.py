@@ -53,6 +53,7 @@ from webhookd.models import (
     Circuit,
     DeadLetter,
     Delivery,
+    DeliveryFormat,
     DeliveryStatus,
     Endpoint,
     EndpointKind,
@@ -75,6 +76,7 @@ ROUTING = (
         Endpoint.public_id,
         Endpoint.event_types,
         Endpoint.filter,
+        Endpoint.channels,
         QUEUE_HEAD,
     )
     .where(Endpoint.tenant_id.in_(bindparam("tenants", expanding=True)))
@@ -129,6 +131,10 @@ LOAD_JOBS = (
         Tenant.secret_encrypted,
         Tenant.previous_secret_encrypted,
         Tenant.previous_secret_expires_at,
+        Tenant.delivery_format,
+        Endpoint.secret_encrypted.label("endpoint_secret_encrypted"),
+        Endpoint.previous_secret_encrypted.label("endpoint_previous_secret_encrypted"),
+        Endpoint.previous_secret_expires_at.label("endpoint_previous_secret_expires_at"),
         Event.event_id,
         Event.event_type,
         Event.payload,
@@ -282,8 +288,8 @@ class CoreStore(RetentionStore, abc.ABC):
         table = RoutingTable({}, None)
         if tenant_ids:
             rows = await conn.execute(ROUTING, {"tenants": sorted(tenant_ids)})
-            for tenant_id, endpoint_id, public_id, types, spec, queue_head in rows:
-                route = Route(endpoint_id, public_id, types, spec)
+            for tenant_id, endpoint_id, public_id, types, spec, channels, queue_head in rows:
+                route = Route(endpoint_id, public_id, types, spec, channels)
                 table.endpoints.setdefault(tenant_id, []).append(route)
                 table.queue_head = queue_head  # the same on every row
         return table
@@ -479,6 +485,7 @@ class CoreStore(RetentionStore, abc.ABC):
                 headers=self._headers(r.headers_encrypted),
                 fifo=r.ordering == Ordering.FIFO,
                 operational=r.kind == EndpointKind.OPERATIONAL,
+                svix=r.delivery_format == DeliveryFormat.SVIX,
                 health=HEALTHY
                 if r.circuit == Circuit.CLOSED
                 and r.disabled_reason is None
@@ -493,11 +500,22 @@ class CoreStore(RetentionStore, abc.ABC):
         return decode_headers(stored, self._decrypt)
 
     def _signing_secrets(self, row: Any, now: dt.datetime) -> tuple[str, ...]:
-        current = self._decrypt(row.secret_encrypted)
-        expires = row.previous_secret_expires_at
-        if row.previous_secret_encrypted and expires is not None and expires > now:
-            return (current, self._decrypt(row.previous_secret_encrypted))
-        return (current,)
+        """The endpoint's own secrets if it has one, else its tenant's."""
+        if row.endpoint_secret_encrypted is not None:
+            current, previous, expires = (
+                row.endpoint_secret_encrypted,
+                row.endpoint_previous_secret_encrypted,
+                row.endpoint_previous_secret_expires_at,
+            )
+        else:
+            current, previous, expires = (
+                row.secret_encrypted,
+                row.previous_secret_encrypted,
+                row.previous_secret_expires_at,
+            )
+        if previous and expires is not None and expires > now:
+            return (self._decrypt(current), self._decrypt(previous))
+        return (self._decrypt(current),)
 
     # -- outcomes ----------------------------------------------------------------------------
 

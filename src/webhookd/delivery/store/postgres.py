@@ -74,6 +74,7 @@ _EVENT_ROW = (
     Event.event_id.key,
     Event.event_type.key,
     Event.payload.key,
+    Event.channels.key,
 )
 _DELIVERY_ROW = (
     Delivery.public_id.key,
@@ -116,7 +117,14 @@ class PostgresStore(CoreStore):
         self, conn: AsyncConnection, events: Sequence[NewEvent], now: dt.datetime
     ) -> list[InsertedEvent]:
         rows = [
-            (e.public_id, e.tenant_id, e.event_id, e.event_type, orjson.dumps(e.payload).decode())
+            (
+                e.public_id,
+                e.tenant_id,
+                e.event_id,
+                e.event_type,
+                orjson.dumps(e.payload).decode(),
+                None if e.channels is None else orjson.dumps(e.channels).decode(),
+            )
             for e in events
         ]
         params = {**_columns(rows, _EVENT_ROW), Event.created_at.key: now}

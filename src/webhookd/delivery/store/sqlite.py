@@ -162,6 +162,7 @@ _INSERT_EVENTS = DriverInsert(
         Event.event_id.key,
         Event.event_type.key,
         Event.payload.key,
+        Event.channels.key,
     ),
     (Event.created_at.key,),
     f"ON CONFLICT ({Event.tenant_id.key}, {Event.event_id.key}) DO NOTHING "

@@ -18,6 +18,7 @@ class NewEvent(NamedTuple):
     event_id: str  # the publisher's idempotency key
     event_type: str
     payload: Any
+    channels: list[str] | None = None
 
 
 class InsertedEvent(NamedTuple):
@@ -46,6 +47,7 @@ class Route(NamedTuple):
     public_id: uuid.UUID
     event_types: list[str] | None
     filter: dict[str, Any] | None  # delivery/filters.py
+    channels: list[str] | None = None  # only events in one of these (routing.in_channels)
 
 
 @dataclass(slots=True)
