@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
 
 from tests.conftest import TenantCtx
 from tests.fixtures.db import run_sql
@@ -24,6 +25,18 @@ MISSING_DLV = "dlv_01JEKX6V4W8S8N0C7W0R6FQ2ZB"
 def server(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[LiveServer]:
     with running_server(tmp_path_factory, "portal", backend=backend, max_attempts=1) as srv:
         yield srv
+
+
+def shown_secret(page: httpx.Response) -> str:
+    assert page.status_code == 200, page.text
+    assert page.headers["cache-control"] == "no-store"
+    return re.search(r"<code data-secret>([^<]+)</code>", page.text).group(1)
+
+
+def api_secret(tenant: TenantCtx, endpoint_id: str) -> str:
+    response = tenant.client.get(f"/api/v1/tenants/{tenant.id}/endpoints/{endpoint_id}/secret")
+    assert response.status_code == 200, response.text
+    return response.json()["secret_key"]
 
 
 def link(tenant: TenantCtx, **body: object) -> dict:
@@ -187,7 +200,8 @@ def test_portal_retries_a_failed_delivery_and_shows_the_secret(server, tenant, r
     assert portal.post(f"/portal/deliveries/{dead['id']}/retry").status_code == 409
 
     secret = portal.post("/portal/secret")
-    assert tenant.secret_key in secret.text
+    assert shown_secret(secret) == tenant.secret_key
+    assert "Endpoints with a secret of their own sign with theirs" in secret.text
     rotated = portal.post("/portal/secret/rotate")
     new = re.search(r"<code data-secret>([^<]+)</code>", rotated.text).group(1)
     assert new != tenant.secret_key
@@ -209,6 +223,63 @@ def test_a_scoped_session_sees_its_endpoints_only(server, tenant, receiver) -> N
     portal.close()
 
 
+def test_portal_reveals_and_rotates_an_endpoint_secret(server, tenant, receiver) -> None:
+    receiver.plan("/portal/signed")
+    endpoint_id = tenant.add_endpoint(receiver.url("/portal/signed"))["id"]
+    portal = PortalBrowser(server, link(tenant)["url"])
+    page = portal.client.get(f"/portal/endpoints/{endpoint_id}").text
+    assert "Signing secret" in page and "signs its webhooks with the tenant" in page
+    assert tenant.secret_key not in page  # shown only when asked (a POST)
+
+    revealed = portal.post(f"/portal/endpoints/{endpoint_id}/secret")
+    assert shown_secret(revealed) == api_secret(tenant, endpoint_id) == tenant.secret_key
+
+    rotated = portal.post(f"/portal/endpoints/{endpoint_id}/secret/rotate")
+    new = shown_secret(rotated)
+    assert new != tenant.secret_key and new.startswith("whsec_")
+    assert "A new secret of this endpoint" in rotated.text
+    assert "with a secret of its own" in rotated.text
+    assert api_secret(tenant, endpoint_id) == new
+    again = portal.post(f"/portal/endpoints/{endpoint_id}/secret")
+    assert shown_secret(again) == new and "keeps signing beside it until" in again.text
+    assert tenant.client.get(f"/api/v1/tenants/{tenant.id}/secret").json()["secret_key"] == (
+        tenant.secret_key  # the tenant's own secret did not change
+    )
+
+    assert tenant.publish(event_id="evt_portal_signed").status_code == 202
+    (request,) = receiver.wait_for(1, "/portal/signed")
+    Webhook(new).verify(request.body, request.headers)
+    Webhook(tenant.secret_key).verify(request.body, request.headers)  # one day of grace
+    portal.close()
+
+
+def test_a_scoped_session_reaches_its_endpoints_secrets_only(server, tenant, receiver) -> None:
+    """A link for some endpoints shows and rotates their secrets, never the tenant's (its
+    other endpoints sign with it too): an endpoint that signs with it must first get one of
+    its own."""
+    mine = tenant.add_endpoint(receiver.url("/portal/mine-signed"))["id"]
+    other = tenant.add_endpoint(receiver.url("/portal/other-signed"))["id"]
+    portal = PortalBrowser(server, link(tenant, endpoint_ids=[mine])["url"])
+    page = portal.client.get(f"/portal/endpoints/{mine}").text
+    assert f'action="/portal/endpoints/{mine}/secret"' not in page
+    assert f'action="/portal/endpoints/{mine}/secret/rotate"' in page
+    assert 'href="/portal/secret"' not in page
+    refused = portal.post(f"/portal/endpoints/{mine}/secret")
+    assert refused.status_code == 403 and tenant.secret_key not in refused.text
+
+    new = shown_secret(portal.post(f"/portal/endpoints/{mine}/secret/rotate"))
+    assert new != tenant.secret_key and tenant.secret_key not in new
+    assert api_secret(tenant, mine) == new
+    assert shown_secret(portal.post(f"/portal/endpoints/{mine}/secret")) == new
+
+    for path in (f"/portal/endpoints/{other}/secret", f"/portal/endpoints/{other}/secret/rotate"):
+        response = portal.post(path)
+        assert response.status_code == 404, (path, response.text)
+        assert tenant.secret_key not in response.text
+    assert api_secret(tenant, other) == tenant.secret_key  # not rotated
+    portal.close()
+
+
 def test_a_portal_session_reaches_nothing_else(server, tenant, other_tenant, receiver) -> None:
     """The matrix: with a portal session of ``tenant``, every portal route aimed at
     ``other_tenant``'s objects answers exactly as for objects that do not exist, and the
@@ -222,6 +293,8 @@ def test_a_portal_session_reaches_nothing_else(server, tenant, other_tenant, rec
         ("GET", "/portal/endpoints/{ep}"),
         ("POST", "/portal/endpoints/{ep}"),
         ("POST", "/portal/endpoints/{ep}/test"),
+        ("POST", "/portal/endpoints/{ep}/secret"),
+        ("POST", "/portal/endpoints/{ep}/secret/rotate"),
         ("GET", "/portal/deliveries/{dlv}"),
         ("POST", "/portal/deliveries/{dlv}/retry"),
     ]
@@ -287,7 +360,17 @@ def test_frame_ancestors_and_brand_come_from_the_tenant(server, admin, tenant) -
 
 
 def test_portal_forms_need_the_csrf_token(server, tenant, receiver) -> None:
+    endpoint_id = tenant.add_endpoint(receiver.url("/portal/csrf"))["id"]
     portal = PortalBrowser(server, link(tenant)["url"])
     response = portal.client.post("/portal/endpoints", data={"url": receiver.url("/x")})
     assert response.status_code == 403
+    for path in (
+        f"/portal/endpoints/{endpoint_id}/secret",
+        f"/portal/endpoints/{endpoint_id}/secret/rotate",
+    ):
+        for data in ({}, {"csrf": "stale"}):
+            response = portal.client.post(path, data=data)
+            assert response.status_code == 403, (path, data, response.text)
+            assert tenant.secret_key not in response.text
+    assert api_secret(tenant, endpoint_id) == tenant.secret_key  # not rotated
     portal.close()

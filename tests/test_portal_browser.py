@@ -1,6 +1,7 @@
 """The tenant portal in a real browser (Chromium through Playwright): a tenant's customer
-opens the one-time link, adds an endpoint, sends a test event and sees it delivered; the
-same link opened again, or an expired one, is refused."""
+opens the one-time link, adds an endpoint, sends a test event and sees it delivered, then
+shows the endpoint's signing secret; the same link opened again, or an expired one, is
+refused."""
 
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ def test_customer_adds_an_endpoint_and_sends_a_test_event(
 
     wait_until(delivered, what="the test delivery shown as succeeded")
     expect(page.get_by_role("cell", name=re.compile("200"))).to_be_visible()
+
+    # Back on the endpoint: the secret its deliveries are signed with (the tenant's here).
+    page.get_by_role("link", name="Endpoint", exact=True).click()
+    page.get_by_role("button", name="Show this endpoint's signing secret").click()
+    expect(page.locator("[data-secret]")).to_have_text(tenant.secret_key)
 
     # The link was used: opening it again is refused.
     page.context.clear_cookies()

@@ -1,5 +1,6 @@
 """The tenant portal (``/portal``): a tenant's customer manages their endpoints, reads and
-rotates the signing secret, sends test events, browses deliveries and retries failures.
+rotates the signing secrets (the tenant's, an endpoint's), sends test events, browses
+deliveries and retries failures.
 
 A session starts from a one-time link (``POST /api/v1/portal-sessions``) and sees one
 tenant only, or only some of its endpoints (their deliveries included): any other id is a
@@ -53,6 +54,7 @@ from webhookd.ui.templating import render
 router = APIRouter(prefix="/portal", include_in_schema=False)
 
 DELIVERIES_SHOWN = 25
+SECRET_GRACE = dt.timedelta(days=1)  # a rotated secret keeps signing beside the new one
 
 
 async def _page(
@@ -238,6 +240,8 @@ async def _endpoint_page(
     sent: str | None = None,
     errors: dict[str, str] | None = None,
     saved: bool = False,
+    secret: endpoints.EndpointSecret | None = None,
+    rotated: bool = False,
     status_code: int = 200,
 ) -> Response:
     endpoint = await _endpoint(session, portal, endpoint_id)
@@ -267,6 +271,9 @@ async def _endpoint_page(
         sent=sent,
         errors=errors or {},
         saved=saved,
+        own_secret=endpoint.secret_encrypted is not None,
+        secret=secret,
+        rotated=rotated,
     )
 
 
@@ -434,7 +441,7 @@ async def rotate_secret(
 ) -> Response:
     _whole_tenant(portal)
     _row, secret = await tenants.rotate_secret(
-        session, tenant_id=portal.tenant_id, grace=dt.timedelta(days=1), secrets=secrets
+        session, tenant_id=portal.tenant_id, grace=SECRET_GRACE, secrets=secrets
     )
     return await _page(
         request,
@@ -444,4 +451,59 @@ async def rotate_secret(
         csrf=portal.csrf,
         secret=secret,
         rotated=True,
+    )
+
+
+def _may_show(portal: Portal, endpoint: Endpoint) -> None:
+    """A link given for some endpoints never shows the tenant's secret (its other endpoints
+    sign with it too): only an endpoint's own."""
+    if portal.grant.endpoint_ids is not None and endpoint.secret_encrypted is None:
+        raise AppError(
+            "this endpoint signs with the tenant's secret, which a portal link given for some "
+            "endpoints only cannot show: rotate it to give the endpoint a secret of its own",
+            status_code=403,
+        )
+
+
+@router.post("/endpoints/{endpoint_id}/secret")
+async def reveal_endpoint_secret(
+    request: Request,
+    endpoint_id: str,
+    _: PortalFormDep,
+    portal: PortalDep,
+    session: SessionDep,
+    secrets: SecretsDep,
+    deliveries: DeliveriesDep,
+) -> Response:
+    """The secret this endpoint's deliveries are signed with: its own, else its tenant's."""
+    _may_show(portal, await _endpoint(session, portal, endpoint_id))
+    found = await endpoints.endpoint_secret(
+        session, tenant_id=portal.tenant_id, endpoint_id=endpoint_id, secrets=secrets
+    )
+    return await _endpoint_page(
+        request, portal, session, secrets, deliveries, endpoint_id, secret=found
+    )
+
+
+@router.post("/endpoints/{endpoint_id}/secret/rotate")
+async def rotate_endpoint_secret(
+    request: Request,
+    endpoint_id: str,
+    _: PortalFormDep,
+    portal: PortalDep,
+    session: WriteSessionDep,
+    secrets: SecretsDep,
+    deliveries: DeliveriesDep,
+) -> Response:
+    """A secret of the endpoint's own; the one it signed with keeps signing for a day."""
+    await _endpoint(session, portal, endpoint_id)
+    found = await endpoints.rotate_endpoint_secret(
+        session,
+        tenant_id=portal.tenant_id,
+        endpoint_id=endpoint_id,
+        grace=SECRET_GRACE,
+        secrets=secrets,
+    )
+    return await _endpoint_page(
+        request, portal, session, secrets, deliveries, endpoint_id, secret=found, rotated=True
     )
