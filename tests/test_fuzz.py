@@ -79,7 +79,13 @@ ADMIN_ONLY = {
     ("PATCH", APP),
     ("DELETE", APP),
 }
-SVIX_PREFIXES = ("/api/v1/app", "/api/v1/event-type", "/api/v1/auth/", "/api/v1/health")
+SVIX_PREFIXES = (
+    "/api/v1/app",
+    "/api/v1/event-type",
+    "/api/v1/auth/",
+    "/api/v1/health",
+    "/api/v1/background-task",
+)
 
 
 async def _offline_resolve(
@@ -217,7 +223,7 @@ class World:
             return pool[n % len(pool)]
         if name == "delivery_id":
             return self.delivery_ids[n % len(self.delivery_ids)]
-        if name == "job_id":
+        if name in ("job_id", "task_id"):  # a Svix background task is a recovery job
             return self.job_ids[n % len(self.job_ids)]
         if name == "entry_id":
             pool = {"DELETE": "discard", "POST": "retry"}.get(method, "read")

@@ -8,6 +8,7 @@ scoped by a fresh tenant per test.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -17,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import TenantCtx, create_tenant
 from tests.fixtures.db import run_sql
 from tests.fixtures.delivery import wait_final
-from tests.fixtures.server import LiveServer, running_server
+from tests.fixtures.server import ADMIN_KEY, LiveServer, running_server
 from webhookd import metrics as webhookd_metrics
 
 
@@ -69,6 +70,15 @@ def kill(tenant: TenantCtx, event_id: str, event_type: str = "user.created") -> 
     return delivery
 
 
+def add_event_types(tenant: TenantCtx, *names: str) -> None:
+    """Put ``names`` in the tenant's event-type catalog."""
+    for name in names:
+        created = tenant.client.post(
+            f"/api/v1/tenants/{tenant.id}/event-types", json={"name": name}
+        )
+        assert created.status_code == 201, created.text
+
+
 def dlq_entry(tenant: TenantCtx, event_id: str) -> dict:
     (entry,) = [
         e for e in tenant.client.get("/api/v1/dlq").json()["items"] if e["event_id"] == event_id
@@ -83,7 +93,8 @@ def test_health_and_ready(server) -> None:
     assert health.status_code == 200
     assert health.json() == {"status": "ok"}
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready"}
+    assert ready.json()["status"] == "ready"
+    assert ready.json()["checks"]["database"] == "ok"  # the rest: tests/test_ready.py
 
 
 def test_exposes_the_brief_metric_names(server, admin, tenant, receiver) -> None:
@@ -129,6 +140,7 @@ def test_exposes_the_brief_metric_names(server, admin, tenant, receiver) -> None
 
 def test_publish_and_delivery_counters_move(tenant, receiver, server) -> None:
     t = str(tenant.id)
+    add_event_types(tenant, "user.created", "order.completed")  # labelled by name
     receiver.plan("/metrics/flaky", 500, default=200)
     tenant.add_endpoint(receiver.url("/metrics/ok"), event_types=["user.created"])
     tenant.add_endpoint(receiver.url("/metrics/flaky"), event_types=["order.completed"])
@@ -163,6 +175,68 @@ def test_publish_and_delivery_counters_move(tenant, receiver, server) -> None:
     counts = [count for _, count in buckets]
     assert counts == sorted(counts)  # cumulative
     assert delta("webhook_rate_limit_hits_total", tenant=t) == 0
+
+
+def test_uncatalogued_event_types_count_as_other(server, tenant) -> None:
+    """A publisher inventing types cannot grow /metrics: only catalog types keep their name."""
+    t = str(tenant.id)
+    add_event_types(tenant, "metrics.catalogued")
+    invented = [f"invented.{uuid.uuid4().hex[:12]}" for _ in range(50)]
+    before = scrape(server)
+    for name in invented:
+        assert tenant.publish(name).status_code == 202
+    assert tenant.publish("metrics.catalogued").status_code == 202
+    assert tenant.publish("metrics.catalogued").status_code == 202
+    after = scrape(server)
+
+    published = "webhook_events_published_total"
+    labels = {s.labels["event_type"] for s in after.samples(published)}
+    assert not labels & set(invented)
+    assert "other" in labels
+    for event_type, count in (("other", 50), ("metrics.catalogued", 2)):
+        moved = after.value(published, tenant=t, event_type=event_type)
+        assert moved - before.value(published, tenant=t, event_type=event_type) == count
+    assert after.value(published, tenant=t) - before.value(published, tenant=t) == 52
+
+
+def test_types_of_the_deployment_catalog_keep_their_name(server, tenant) -> None:
+    """The deployment's catalog (the Svix API's event types) names labels too; a process
+    reads it again within WEBHOOKD_EVENT_TYPE_CACHE_SECONDS (5 s here)."""
+    name = f"deployment.{uuid.uuid4().hex[:8]}"
+    with server.client(Authorization=f"Bearer {ADMIN_KEY}") as operator:
+        created = operator.post("/api/v1/event-type", json={"name": name, "description": "d"})
+    assert created.status_code == 201, created.text
+    t, published = str(tenant.id), "webhook_events_published_total"
+    sent = 0
+    deadline = time.monotonic() + 15
+    while scrape(server).value(published, tenant=t, event_type=name) == 0:
+        assert time.monotonic() < deadline, "the deployment's type never got its own series"
+        assert tenant.publish(name).status_code == 202
+        sent += 1
+        time.sleep(0.2)
+    found = scrape(server)
+    assert found.value(published, tenant=t) == sent
+    assert found.value(published, tenant=t, event_type=name) >= 1
+
+
+def test_catalog_types_beyond_the_budget_count_as_other(server, tenant) -> None:
+    """At most WEBHOOKD_METRICS_MAX_EVENT_TYPES (50) catalog types get series of their own,
+    however many a tenant puts in its catalog."""
+    t, published = str(tenant.id), "webhook_events_published_total"
+    names = [f"budget.type{n}" for n in range(60)]
+    add_event_types(tenant, *names)
+    for name in names:
+        assert tenant.publish(name).status_code == 202
+    found = scrape(server)
+    named = {
+        s.labels["event_type"]
+        for s in found.samples(published)
+        if s.labels["tenant"] == t and s.labels["event_type"] != "other"
+    }
+    assert named <= set(names)
+    assert len(named) <= 50
+    assert found.value(published, tenant=t, event_type="other") == 60 - len(named) >= 10
+    assert found.value(published, tenant=t) == 60
 
 
 def test_rate_limit_hits(server, admin) -> None:

@@ -132,6 +132,10 @@ def traffic(
     limited = create_tenant(server, admin, rate_limit=1)
     try:
         ok.add_endpoint(receiver.url("/prom-ok"))
+        created = ok.client.post(
+            f"/api/v1/tenants/{ok.id}/event-types", json={"name": "order.completed"}
+        )
+        assert created.status_code == 201, created.text  # catalogued: its own label
         dead.add_endpoint(receiver.url("/prom-dead"))
         assert ok.publish("order.completed").status_code == 202
         assert dead.publish("user.created").status_code == 202

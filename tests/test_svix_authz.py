@@ -45,6 +45,7 @@ class World:
     endpoint_id: str = ""
     msg_id: str = ""
     event_type: str = ""
+    task_id: str = ""
 
     def client(self, caller: str) -> httpx.Client:
         token = {
@@ -88,6 +89,9 @@ def world(server: LiveServer, receiver: Receiver, admin: httpx.Client) -> World:
     message = {"eventType": "user.created", "eventId": "authz-msg", "payload": {"n": 1}}
     world.msg_id = world.admin("POST", f"/api/v1/app/{world.own.id}/msg", message)["id"]
     world.event_type = world.new_event_type()
+    recover = {"since": "2026-01-01T00:00:00Z"}
+    path = f"/api/v1/app/{world.own.id}/endpoint/{world.endpoint_id}/recover"
+    world.task_id = world.admin("POST", path, recover)["id"]
     return world
 
 
@@ -127,6 +131,10 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", A + "/msg/{msg_id}"): Row(APP),
     ("GET", A + "/attempt/msg/{msg_id}"): Row(APP),
     ("GET", A + "/attempt/endpoint/{endpoint_id}"): Row(APP),
+    ("POST", A + "/msg/{msg_id}/endpoint/{endpoint_id}/resend"): Row(APP),
+    ("POST", EP + "/recover"): Row(APP, {"since": "2026-01-01T00:00:00Z"}),
+    # A recovery of own's application: own's key and the admin key see it, other's not.
+    ("GET", "/api/v1/background-task/{task_id}"): Row(APP),
     ("POST", "/api/v1/auth/app-portal-access/{app_id}"): Row(APP, {}),
     ("POST", "/api/v1/event-type"): Row(
         ANY, lambda w: {"name": f"authz.new.{next(_seq)}", "description": "d"}
@@ -170,6 +178,7 @@ def _url(world: World, row: Row, path: str, *, missing: bool = False) -> str:
         "app_id": MISSING_APP if missing else world.own.id,
         "endpoint_id": world.endpoint_id,
         "msg_id": world.msg_id,
+        "task_id": world.task_id,
         "event_type_name": "never.declared" if missing else world.event_type,
     }
     if row.fresh == "app":

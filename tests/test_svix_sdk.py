@@ -4,6 +4,7 @@ receiver accepts each delivery only if the SDK's own `Webhook(secret).verify` do
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import os
@@ -31,6 +32,7 @@ from svix.api import (
     EventTypePatch,
     EventTypeUpsertIn,
     MessageIn,
+    RecoverIn,
     Svix,
     SvixOptions,
 )
@@ -251,6 +253,46 @@ def test_endpoints_messages_attempts(client: Svix, verifier: VerifyingReceiver) 
     assert client.endpoint.get(app, "billing").disabled
     client.endpoint.delete(app, "billing")
     assert client.endpoint.list(app).data == []
+
+
+def test_recover_and_resend(client: Svix, verifier: VerifyingReceiver) -> None:
+    """A message dead-lettered at a failing endpoint is sent again by `endpoint.recover`
+    (followed with `background_task.get`), then once more by `message_attempt.resend`."""
+    app = new_app(client)
+    path = verifier.path("whsec_unknown")  # answers 500 until the receiver is mended
+    verifier.receiver.plan_with(path, lambda request: 500)
+    endpoint = client.endpoint.create(app, EndpointIn(url=verifier.receiver.url(path)))
+    secret = client.endpoint.get_secret(app, endpoint.id).key
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    msg = client.message.create(app, MessageIn(event_type="order.paid", payload={"order": 1}))
+
+    def failed() -> int:
+        return len(client.message_attempt.list_by_msg(app, msg.id).data)
+
+    wait_until(lambda: failed() >= 7, what="every attempt failed: dead-lettered")
+    verifier.secrets[path] = [secret]
+    verifier.receiver.plan_with(path, verifier._answer)
+
+    task = client.endpoint.recover(app, endpoint.id, RecoverIn(since=since))
+    assert task.id.startswith("job_") and str(task.task) == "endpoint.recover"
+    wait_until(
+        lambda: str(client.background_task.get(task.id).status) == "finished",
+        what="the recovery finished",
+    )
+    assert client.background_task.get(task.id).data["messagesSent"] == 1
+    assert verifier.wait(path, 1) == [{"order": 1}]
+
+    client.message_attempt.resend(app, msg.id, endpoint.id)
+    assert verifier.wait(path, 2) == [{"order": 1}, {"order": 1}]
+
+    def succeeded() -> int:
+        return sum(a.status == 0 for a in client.message_attempt.list_by_msg(app, msg.id).data)
+
+    wait_until(lambda: succeeded() == 2, what="two successful attempts recorded")
+    missing = new_app(client)
+    with pytest.raises(HttpError) as err:
+        client.message_attempt.resend(missing, msg.id, endpoint.id)
+    assert err.value.status_code == 404
 
 
 def test_endpoint_headers(client: Svix) -> None:

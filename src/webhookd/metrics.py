@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -128,18 +129,42 @@ class LabelBudget:
 
 
 _tenants = LabelBudget(1000)
-_event_types = LabelBudget(50)
 _per_tenant = True
+# Event types that keep their name as a label value: those of a catalog (a tenant's or the
+# deployment's) that this process has read, at most ``_max_event_types`` of them; any other
+# type a publisher sends counts as ``other``.
+_catalog_types: set[str] = set()
+_max_event_types = 50
 
 
 def configure(*, tenant_label: str, max_tenants: int, max_event_types: int) -> None:
     """Apply the settings (``WEBHOOKD_METRICS_*``), with fresh budgets."""
-    global _per_tenant, _tenants, _event_types
+    global _per_tenant, _tenants, _catalog_types, _max_event_types
     _per_tenant = tenant_label == "id"
     _tenants = LabelBudget(max_tenants)
-    _event_types = LabelBudget(max_event_types)
+    _catalog_types = set()
+    _max_event_types = max_event_types
     for cache in (_published_children, _tenant_children, _attempt_children):
         cache.clear()
+
+
+def register_event_types(names: Iterable[str]) -> None:
+    """Event types of a catalog just read (eventtype/catalog.py): they keep their name as
+    the ``event_type`` label from now on, within the budget. Called once per catalog load,
+    never per publish; a type removed from its catalog keeps its series (as the registry
+    does)."""
+    added = False
+    for name in names:
+        if name not in _catalog_types and len(_catalog_types) < _max_event_types:
+            _catalog_types.add(name)
+            added = True
+    if added:
+        _published_children.clear()  # a child cached as ``other`` may be the type's own now
+
+
+def event_type_label(event_type: str) -> str:
+    """The ``event_type`` label value: the type if it is in a catalog, else ``other``."""
+    return event_type if event_type in _catalog_types else OTHER
 
 
 def tenant_label(tenant: str) -> str:
@@ -172,7 +197,7 @@ def event_published(tenant: str, event_type: str) -> None:
         if len(_published_children) >= _MAX_CHILDREN:
             _published_children.clear()
         child = EVENTS_PUBLISHED.labels(
-            tenant=tenant_label(tenant), event_type=_event_types(event_type)
+            tenant=tenant_label(tenant), event_type=event_type_label(event_type)
         )
         _published_children[(tenant, event_type)] = child
     child.inc()

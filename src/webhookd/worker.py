@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import celery as celery_package
 import structlog
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import celeryd_after_setup, setup_logging, worker_ready, worker_shutdown
 from prometheus_client import REGISTRY, start_http_server
 
 from webhookd import metrics
-from webhookd.config import Settings
+from webhookd.config import Settings, mask_password
 from webhookd.heap import freeze_startup_heap
 from webhookd.logging import configure_logging
 from webhookd.queue.celery import DELIVER_TASK, create_celery
@@ -73,9 +75,43 @@ class WorkerProcess:
             self._thread.join(timeout=5)
 
 
+def use_json_logging(settings: Settings) -> None:
+    """Everything a worker writes is a JSON line, as the API's: Celery's loggers go through
+    webhookd's handler (Celery configures no logging of its own when a ``setup_logging``
+    receiver answers), its start-up banner becomes one ``worker.starting`` line, and Python
+    warnings (Celery's SecurityWarning when run as root) are logged. Applied at once, so
+    that what Celery says before it sets up logging is JSON too."""
+    configure_logging(settings.log_level)
+    logging.captureWarnings(True)
+
+    def on_setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
+        configure_logging(settings.log_level)
+        logging.captureWarnings(True)
+        if loglevel:  # Celery's own lines (connected, ready) at the worker's --loglevel
+            logging.getLogger("celery").setLevel(loglevel)
+
+    def on_after_setup(sender: str, instance: Any, **_: Any) -> None:
+        instance.quiet = True  # no banner: what it says goes in this line
+        app = instance.app
+        log.info(
+            "worker.starting",
+            hostname=sender,
+            celery=celery_package.__version__,
+            broker=mask_password(settings.broker_url or ""),
+            pool=app.conf.worker_pool,
+            concurrency=instance.concurrency,
+            queues=sorted(app.amqp.queues),
+            tasks=sorted(name for name in app.tasks if not name.startswith("celery.")),
+        )
+
+    setup_logging.connect(on_setup_logging, weak=False, dispatch_uid="webhookd.logging")
+    celeryd_after_setup.connect(on_after_setup, weak=False, dispatch_uid="webhookd.banner")
+
+
 def create_worker_app(settings: Settings) -> Celery:
-    """The Celery app of a worker process: the ``webhookd.deliver`` task, and the engine
-    started when the worker is ready and stopped when it shuts down."""
+    """The Celery app of a worker process: the ``webhookd.deliver`` task, JSON logs, and the
+    engine started when the worker is ready and stopped when it shuts down."""
+    use_json_logging(settings)
     celery = create_celery(settings)
     process: WorkerProcess | None = None
     lock = threading.Lock()
@@ -84,7 +120,6 @@ def create_worker_app(settings: Settings) -> Celery:
         nonlocal process
         with lock:
             if process is None:
-                configure_logging(settings.log_level)
                 process = WorkerProcess(settings)
                 process.start()
             return process

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, cast
 
+import redis.asyncio
 from fastapi import APIRouter, Header, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from webhookd.api.deps import RuntimeDep
-from webhookd.api.errors import ORJSONResponse, error_body, error_responses
+from webhookd.api.errors import ErrorBody, ORJSONResponse, error_body, error_responses
 from webhookd.delivery.service import refresh_gauges
 from webhookd.errors import Unauthorized
+from webhookd.runtime import Runtime
 from webhookd.security import keys_equal
 
 router = APIRouter(tags=["operations"])
@@ -40,14 +46,89 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", response_model=None, responses=error_responses(503))
-async def ready(runtime: RuntimeDep) -> dict[str, str] | ORJSONResponse:
-    """Readiness: the database answers."""
+CHECK_TIMEOUT = 2.0  # seconds each readiness check may take
+Check = Literal["ok", "down", "not_configured"]
+
+
+class ReadinessChecks(BaseModel):
+    database: Check
+    redis: Check
+    broker: Check
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    checks: ReadinessChecks
+
+
+class NotReady(ErrorBody):
+    """The error shape (code ``not_ready``, the message names what is down) and the checks."""
+
+    status: Literal["not_ready"]
+    checks: ReadinessChecks
+
+
+READY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": Readiness, "description": "Every dependency the configuration needs answers"},
+    503: {"model": NotReady, "description": "A dependency is down (not_ready); see `checks`"},
+}
+
+
+async def _ping_redis(url: str) -> None:
+    client = redis.asyncio.Redis.from_url(
+        url, socket_connect_timeout=CHECK_TIMEOUT, socket_timeout=CHECK_TIMEOUT
+    )
     try:
-        await runtime.db.ping()
+        await cast("Awaitable[bool]", client.ping())  # typed for both clients, async here
+    finally:
+        await client.aclose()
+
+
+def _connect_broker(url: str) -> None:
+    with Connection(url, connect_timeout=CHECK_TIMEOUT) as conn:
+        conn.ensure_connection(max_retries=0)  # one try: kombu retries from 1 on
+
+
+async def _ping_broker(url: str) -> None:
+    await asyncio.to_thread(_connect_broker, url)  # kombu connects with blocking sockets
+
+
+async def _check(ping: Callable[[], Awaitable[None]] | None) -> Check:
+    if ping is None:
+        return "not_configured"
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await ping()
     except Exception:
-        return ORJSONResponse(error_body("not_ready", "database unreachable"), status_code=503)
-    return {"status": "ready"}
+        return "down"
+    return "ok"
+
+
+def _pings(runtime: Runtime) -> dict[str, Callable[[], Awaitable[None]] | None]:
+    """What this process needs, by name: the database always, Redis when the rate limits
+    live there, the broker when Celery workers deliver."""
+    settings = runtime.settings
+    redis_url, broker_url = settings.redis_url, settings.broker_url
+    return {
+        "database": runtime.db.ping,
+        "redis": (lambda: _ping_redis(redis_url)) if redis_url else None,
+        "broker": (lambda: _ping_broker(broker_url)) if broker_url else None,
+    }
+
+
+@router.get("/ready", response_model=None, responses=READY_RESPONSES)
+async def ready(runtime: RuntimeDep) -> dict[str, Any] | ORJSONResponse:
+    """Readiness: every dependency the configuration needs answers (the database; Redis and
+    the broker when configured), each checked at the same time and within 2 s. ``checks``
+    reports each one: ``ok``, ``down`` or ``not_configured`` (never a reason for a 503)."""
+    pings = _pings(runtime)
+    results = await asyncio.gather(*(_check(ping) for ping in pings.values()))
+    checks = dict(zip(pings, results, strict=True))
+    down = [name for name, result in checks.items() if result == "down"]
+    if down:
+        body = error_body("not_ready", f"{', '.join(down)} unreachable")
+        return ORJSONResponse({**body, "status": "not_ready", "checks": checks}, status_code=503)
+    return {"status": "ready", "checks": checks}
 
 
 @router.get("/metrics", response_class=Response, responses=error_responses(401))

@@ -7,28 +7,51 @@ rules for ``ttl`` seconds (``WEBHOOKD_EVENT_TYPE_CACHE_SECONDS``): a change made
 this process applies to its next publish (the entry is dropped when the change commits);
 other API processes follow within ``ttl``. Schemas are compiled once per process
 (eventtype/validation.py); a tenant with no event types costs one dictionary lookup.
+
+The names it reads are also the values the ``event_type`` metric label may take
+(``metrics.register_event_types``): each tenant's types when its rules are loaded, and the
+deployment's catalog (the Svix API's event types) at most once per ``ttl``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema_rs
-from sqlalchemy.ext.asyncio import AsyncSession
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from webhookd import metrics
 from webhookd.db import after_commit
 from webhookd.errors import Unprocessable
-from webhookd.eventtype.repository import catalog_rows
+from webhookd.eventtype import repository
 from webhookd.eventtype.validation import SchemaError, compile_schema, first_violation
+from webhookd.logging import log_failure
 
 __all__ = ["EventTypeCatalog", "TenantRules", "catalog_rows"]
 
+log = structlog.get_logger("webhookd.eventtype")
+
 CatalogRows = tuple[bool, list[tuple[str, dict[str, Any] | None, bool]]]
-Lookup = Callable[[int], Awaitable[CatalogRows | None]]
+Lookup = Callable[[int | None], Awaitable[CatalogRows | None]]
+DEPLOYMENT_TYPES_READ = 1000  # the deployment catalog's names read for the metric label
+
+
+async def catalog_rows(engine: AsyncEngine, tenant_id: int | None) -> CatalogRows | None:
+    """A tenant's strict flag and types (None if the tenant does not exist); for
+    ``tenant_id`` None, the deployment's catalog (never strict: it checks no publish)."""
+    if tenant_id is not None:
+        return await repository.catalog_rows(engine, tenant_id)
+    async with AsyncSession(engine) as session:
+        rows = await repository.page(
+            session, tenant_id=None, include_archived=True, limit=DEPLOYMENT_TYPES_READ, after=None
+        )
+        return False, [(row.name, row.schema, row.archived) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +128,7 @@ class EventTypeCatalog:
         self._entries: dict[int, tuple[TenantRules, float]] = {}
         self._loading: dict[int, asyncio.Future[TenantRules]] = {}
         self._generation = 0  # bumped by forget: a load that began before may be stale
+        self._deployment_due = -math.inf  # when to read the deployment's type names again
 
     async def check(self, tenant_id: int, event_type: str, payload: Any) -> None:
         """Raise a 422 if the tenant's catalog refuses this event."""
@@ -132,11 +156,28 @@ class EventTypeCatalog:
         generation = self._generation
         rows = await self._lookup(tenant_id)
         rules = NO_RULES if rows is None else TenantRules.of(rows)
+        metrics.register_event_types(rules.types)
+        await self._read_deployment_types()
         if self.ttl > 0 and generation == self._generation:
             if len(self._entries) >= self.MAX_TENANTS:
                 self._entries.clear()
             self._entries[tenant_id] = (rules, self._clock() + self.ttl)
         return rules
+
+    async def _read_deployment_types(self) -> None:
+        """The deployment catalog's names for the metric label, at most once per ``ttl``
+        (a second when nothing is cached). A failure only delays them to the next time."""
+        now = self._clock()
+        if now < self._deployment_due:
+            return
+        self._deployment_due = now + (self.ttl or 1.0)
+        try:
+            rows = await self._lookup(None)
+        except Exception as exc:
+            log_failure(log, "eventtype.deployment_catalog_unread", exc)
+            return
+        if rows is not None:
+            metrics.register_event_types(name for name, _, _ in rows[1])
 
     def forget(self, tenant_id: int) -> None:
         self._generation += 1

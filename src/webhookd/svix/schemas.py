@@ -236,3 +236,28 @@ class AppPortalAccessIn(SvixModel):
 class AppPortalAccessOut(SvixModel):
     url: str
     token: str
+
+
+class RecoverIn(SvixModel):
+    since: dt.datetime
+    until: dt.datetime | None = None
+
+
+class BackgroundTaskStatus(enum.StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+class BackgroundTaskOut(SvixModel):
+    """A recovery job as a Svix background task (``qtask_…`` there, ``job_…`` here)."""
+
+    id: str
+    status: BackgroundTaskStatus
+    task: str = "endpoint.recover"
+    data: dict[str, Any] = Field(default_factory=dict)
+    updated_at: dt.datetime
+
+
+class EmptyResponse(SvixModel):
+    """``{}``: what Svix answers where there is nothing to say (the SDKs parse it)."""
