@@ -44,7 +44,11 @@ _HEALTH = (
     .where(Endpoint.id.in_(bindparam("ids", expanding=True)))
     .order_by(Endpoint.id)
 )
-_HEALTH_OF = {False: _HEALTH, True: _HEALTH.with_for_update()}
+# FOR NO KEY UPDATE (PostgreSQL; SQLite has no row locks): one recorder at a time per
+# endpoint, without blocking the FOR KEY SHARE a publish takes on each endpoint its new
+# deliveries reference. FOR UPDATE would, and a publish inserting for endpoints in another
+# order than the recorder locks them deadlocked with it.
+_HEALTH_OF = {False: _HEALTH, True: _HEALTH.with_for_update(key_share=True)}
 
 SET_HEALTH = (
     update(Endpoint)
