@@ -29,7 +29,7 @@ from webhookd.tenant.schemas import TenantCreate, TenantUpdate
 router = APIRouter(prefix="/api/v1/app", tags=["svix"], route_class=SvixRoute)
 
 # Svix applications have no email; webhookd's tenants need one (for the console).
-PLACEHOLDER_EMAIL = "svix-app@webhookd.invalid"
+SVIX_APP_EMAIL = "svix-app@webhookd.invalid"
 Limit = Annotated[int, Query(ge=1, le=250)]
 Iterator = Annotated[str | None, Query(max_length=64)]
 
@@ -39,7 +39,7 @@ async def _create(
 ) -> Tenant:
     create = TenantCreate(
         name=data.name,
-        email=PLACEHOLDER_EMAIL,
+        email=SVIX_APP_EMAIL,
         uid=uid,
         delivery_format=DeliveryFormat.SVIX,
         metadata=data.metadata,

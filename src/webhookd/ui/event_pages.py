@@ -189,7 +189,7 @@ async def event_log(
 # -- one event -----------------------------------------------------------------------------
 
 # Any well-formed secret: the signatures it makes are replaced by REDACTED.
-_PLACEHOLDER_SECRET = "whsec_" + base64.b64encode(bytes(32)).decode()
+_REDACTING_SECRET = "whsec_" + base64.b64encode(bytes(32)).decode()
 _SIGNATURES = ("X-Webhook-Signature", "webhook-signature")
 
 
@@ -215,7 +215,7 @@ def request_as_sent(
         endpoint_id=delivery.endpoint_id,
         event_pk=event.id,
         url=url,
-        secrets=(_PLACEHOLDER_SECRET,),
+        secrets=(_REDACTING_SECRET,),
         event_id=event.event_id,
         event_type=event.event_type,
         payload=event.payload,
