@@ -22,6 +22,11 @@ class RunConfig:
     sample: int = 50  # one signature in this many is verified by the receiver
     timeout: float = 300.0  # longest any single wait may take before the scenario fails
     python_loadgen: bool = False  # use the aiohttp load generator even if wrk is installed
+    everyday_rates: tuple[float, ...] = (100.0, 500.0)  # open-loop events/s, one phase each
+    everyday_seconds: float = 20.0  # each measured phase
+    everyday_warmup: float = 5.0  # at the first rate, before the measured phases
+    idle_settle: float = 5.0  # after start-up, before the idle measurement
+    idle_seconds: float = 20.0
 
     @classmethod
     def quick(cls, rounds: int = 1) -> RunConfig:
@@ -34,6 +39,10 @@ class RunConfig:
             naive_tasks=600,
             naive_tasks_slow=80,
             latency_seconds=3.0,
+            everyday_seconds=4.0,
+            everyday_warmup=1.0,
+            idle_settle=2.0,
+            idle_seconds=3.0,
             timeout=120.0,
         )
 

@@ -30,6 +30,13 @@ def _ingest(unit: str) -> list[tuple[str, str, str]]:
     return [("rate", unit, ",.0f"), P50, P99]
 
 
+# issue 18 (bench/everyday.py): server CPU time per delivered event, not a throughput
+EVERYDAY = [
+    ("ms_per_event_500", "ms CPU/event at 500/s", ".2f"),
+    ("ms_per_event_100", "ms CPU/event at 100/s", ".2f"),
+    ("p50_ms_500", "ms p50 latency at 500/s", ".1f"),
+]
+
 # scenario: (label, [(figure, header, format)]), in the order of the table
 COLUMNS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "ceiling.delivery": ("(a) bare aiohttp client, instant receiver", [DELIVERIES]),
@@ -60,6 +67,18 @@ COLUMNS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "distributed.drain_2w": ("distributed drain, 2 workers, instant", [DELIVERIES]),
     "distributed.drain_1w_50ms": ("distributed drain, 1 worker, 50 ms", [DELIVERIES]),
     "distributed.drain_2w_50ms": ("distributed drain, 2 workers, 50 ms", [DELIVERIES]),
+    "everyday.sqlite": ("everyday load, open loop, SQLite", EVERYDAY),
+    "everyday.postgres": (
+        "everyday load, open loop, PostgreSQL",
+        [*EVERYDAY, ("pg_ms_per_event_500", "ms PostgreSQL backends' CPU/event at 500/s", ".2f")],
+    ),
+    "everyday.idle": (
+        "idle server, % of a core",
+        [
+            ("sqlite_cpu_percent", "% SQLite", ".2f"),
+            ("postgres_cpu_percent", "% PostgreSQL", ".2f"),
+        ],
+    ),
 }
 
 

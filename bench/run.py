@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench import ceilings, distributed, embedded
+from bench import ceilings, distributed, embedded, everyday
 from bench.config import RunConfig
 from bench.procs import BenchError, Procs
 from bench.receiver import ReceiverClient
@@ -63,6 +63,11 @@ STEPS: dict[str, Step] = {
     "embedded.mixed": lambda cfg, rx: {"embedded.mixed": embedded.mixed(cfg, rx)},
     "embedded.latency": lambda cfg, rx: {"embedded.latency": embedded.latency(cfg, rx)},
     "distributed": distributed.distributed_round,
+    "everyday.sqlite": lambda cfg, rx: {"everyday.sqlite": everyday.everyday(cfg, rx, "sqlite")},
+    "everyday.postgres": lambda cfg, rx: {
+        "everyday.postgres": everyday.everyday(cfg, rx, "postgres")
+    },
+    "everyday.idle": lambda cfg, rx: {"everyday.idle": everyday.idle(cfg, rx)},
 }
 
 

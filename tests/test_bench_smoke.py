@@ -63,6 +63,32 @@ def test_harness_writes_results_and_regenerates_the_doc(tmp_path: Path) -> None:
     assert doc.read_text().count("<!-- bench:scenarios:start -->") == 1
 
 
+def test_everyday_scenario_measures_cpu_per_event_and_idle(tmp_path: Path) -> None:
+    """bench/everyday.py in its quick sizes: both databases at both rates and idle produce
+    their figures and targets (no speed asserted)."""
+    out, doc = tmp_path / "latest.json", tmp_path / "BENCHMARKS.md"
+    shutil.copy(ROOT / "docs" / "BENCHMARKS.md", doc)
+    code = run.main(["--quick", "--only", "everyday", "--output", str(out), "--doc", str(doc)])
+    assert code == 0
+    data = json.loads(out.read_text())["benchmark"]
+    assert data["errors"] == []
+    for db in ("sqlite", "postgres"):
+        (figures,) = data["scenarios"][f"everyday.{db}"]["rounds"]
+        for rate in ("100", "500"):
+            assert figures[f"ms_per_event_{rate}"] > 0
+            assert figures[f"publish_failures_{rate}"] == 0
+            assert figures[f"delivered_rate_{rate}"] > 0  # counted in the window
+            assert figures[f"p50_ms_{rate}"] > 0
+        assert figures["duplicates"] == 0
+    assert data["scenarios"]["everyday.postgres"]["rounds"][0]["pg_ms_per_event_500"] > 0
+    idle = data["scenarios"]["everyday.idle"]["median"]
+    assert 0 <= idle["sqlite_cpu_percent"] < 100 and 0 <= idle["postgres_cpu_percent"] < 100
+    keys = {t["key"]: t for t in data["targets"]}
+    for key in ("everyday_sqlite_500", "everyday_postgres_100", "idle_sqlite"):
+        assert keys[key]["measured"] is not None and keys[key]["met"] in (True, False)
+    assert "everyday load, open loop, PostgreSQL" in doc.read_text()
+
+
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
 def test_pages_benchmark_runs_on_a_tiny_seed(tmp_path: Path, db: str) -> None:
     """bench/pages.py end to end with 2,000 events: every page answers (no timing asserted)."""

@@ -13,6 +13,7 @@ Embedded (``webhookd serve`` on SQLite, in-process engine), one server per run.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import psutil
 from ledger import Receipts, alternate, combined, quantiles, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from stack import Receiver, Server, free_port, sqlite_env, started
@@ -124,6 +126,29 @@ def _counters(api: str) -> dict[str, object]:
     return found
 
 
+class _ServerCpu:
+    """The server's CPU from the first publish until every healthy delivery arrived, per
+    healthy delivery, and the machine's load meanwhile: the figure that other load on a
+    shared machine moves least (a starved server's latency is queueing, not its work)."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.start = self._cpu()
+        self.load = os.getloadavg()[0]
+
+    def _cpu(self) -> float:
+        times = self.process.cpu_times()
+        return float(times.user + times.system)
+
+    def until_now(self, healthy: int) -> dict[str, float]:
+        seconds = self._cpu() - self.start
+        return {
+            "server_cpu_s": round(seconds, 2),
+            "server_cpu_ms_per_healthy": round(1000 * seconds / max(healthy, 1), 4),
+            "load_avg_1m": [round(self.load, 2), round(os.getloadavg()[0], 2)],
+        }
+
+
 def _counts(
     publisher: Publisher, receipts: Receipts, healthy: dict, bad: dict[str, dict]
 ) -> dict[str, int]:
@@ -176,6 +201,8 @@ async def _run(logs: Path, *, bad: bool, rate: int, seconds: int) -> dict[str, o
             add_endpoint(server.url, tenant, receiver.url(path), path)
         publisher = Publisher([server.url], tenant.api_key)
         receipts = Receipts(receiver.receipts)
+        assert server.proc is not None
+        cpu = _ServerCpu(server.proc.pid)
         published = await _publish(publisher, rate, seconds)
         expected = len(publisher.accepted) * len(HEALTHY)
         try:
@@ -188,6 +215,7 @@ async def _run(logs: Path, *, bad: bool, rate: int, seconds: int) -> dict[str, o
         except TimeoutError:
             pass  # counted as lost below
         healthy = _healthy_first_receipts(receipts, publisher.accepted)
+        server_cpu = cpu.until_now(len(healthy))  # before the ledger's listing adds its own
         latency = quantiles([t - publisher.sent_at[e] for (e, _), t in healthy.items()])
         endpoints = _bad_ledger(server.url, tenant, receipts, set(publisher.accepted))
         counts = _counts(publisher, receipts, healthy, endpoints)
@@ -195,6 +223,7 @@ async def _run(logs: Path, *, bad: bool, rate: int, seconds: int) -> dict[str, o
             "published": published,
             "healthy_latency": latency,
             "healthy_delivered": len(healthy),
+            **server_cpu,
             "bad_endpoints": endpoints,
             "engine": _counters(server.url),
         }
@@ -229,6 +258,7 @@ async def bad_endpoints(
 
     runs = await alternate(("baseline", "with_bad"), rounds, run)
     p99 = {v: [r["figures"]["healthy_latency"]["p99_ms"] for r in rs] for v, rs in runs.items()}
+    cpu = {v: [r["figures"]["server_cpu_ms_per_healthy"] for r in rs] for v, rs in runs.items()}
     base, with_bad = (statistics.median(p99[v]) for v in ("baseline", "with_bad"))
     failures = []
     if not with_bad <= LIMIT * base:
@@ -241,6 +271,98 @@ async def bad_endpoints(
         "healthy_p99_ms": p99,
         "median_healthy_p99_ms": {"baseline": base, "with_bad": with_bad},
         "p99_increase_pct": round(100 * (with_bad / base - 1), 1) if base else None,
+        # Beside the verdict: what the bad endpoints cost the process per healthy delivery.
+        "server_cpu_ms_per_healthy": cpu,
+        "median_server_cpu_ms_per_healthy": {v: statistics.median(c) for v, c in cpu.items()},
         "runs": {v: [r["figures"] for r in rs] for v, rs in runs.items()},
     }
     return combined("bad-endpoints", runs, failures, figures)
+
+
+# -- what the dead endpoints' deliveries cost publish and claim -------------------------------
+
+
+async def _publish_and_claim_cpu(events: int, held: int) -> dict[str, float]:
+    """This process's CPU (``time.process_time``: other load moves it little) to publish
+    ``events`` events, 10 per transaction, to ``len(HEALTHY)`` endpoints plus ``held``
+    endpoints whose circuit is open, claiming after each batch everything due (100 rows a
+    claim, nothing attempted): ms per event, and the rows claimed and handed back."""
+    import datetime as dt
+    import tempfile
+
+    from sqlalchemy import update
+    from stack import BASE_ENV
+
+    from webhookd.config import Settings
+    from webhookd.db import Database, utcnow
+    from webhookd.delivery.fairness import FairClock
+    from webhookd.delivery.service import DeliveryService
+    from webhookd.delivery.store import create_store
+    from webhookd.event.schemas import EventCreate
+    from webhookd.event.service import publish_events
+    from webhookd.migrate import upgrade
+    from webhookd.models import Circuit, Endpoint
+    from webhookd.models import Tenant as TenantRow
+
+    class _Queue:  # the engine is not running: nothing to wake
+        async def start(self) -> None: ...
+
+        def submit(self, delivery_ids: object) -> None: ...
+
+        async def stop(self) -> None: ...
+
+    env = {k.removeprefix("WEBHOOKD_").lower(): v for k, v in BASE_ENV.items()}
+    settings = Settings(**{**env, "database_url": f"sqlite:///{tempfile.mkdtemp()}/w.db"})
+    await asyncio.to_thread(upgrade, settings)
+    db = Database(settings)
+    store = create_store("sqlite", decrypt=str)
+    service = DeliveryService(store=store, queue=_Queue(), clock=FairClock())
+    async with db.write() as session:
+        row = TenantRow(name="t", email="t@example.com", rate_limit=10, api_key_hash="t",
+                        api_key_prefix="whk_", secret_encrypted="x")  # fmt: skip
+        session.add(row)
+        await session.flush()
+        endpoints = [
+            Endpoint(tenant_id=row.id, url=f"https://e.example/{n}", event_types=[])
+            for n in range(len(HEALTHY) + held)
+        ]
+        session.add_all(endpoints)
+        await session.flush()
+        until = utcnow() + dt.timedelta(hours=1)
+        await session.execute(
+            update(Endpoint)
+            .where(Endpoint.id.in_([e.id for e in endpoints[:held]]))
+            .values(circuit=Circuit.OPEN, circuit_until=until, circuit_cooldown=3600.0)
+        )
+        tenant_id = row.id
+    cpu, claimed, handed_back = 0.0, 0, 0
+    lease = dt.timedelta(minutes=10)
+    for batch in range(events // 10):
+        start = time.process_time()
+        async with db.write() as session:
+            published = [
+                (tenant_id, EventCreate(event_id=f"e{batch}_{n}", event_type="x", payload={}))
+                for n in range(10)
+            ]
+            await publish_events(session, deliveries=service, batch=published)
+        while True:
+            async with db.write_connection() as conn:
+                claim = await store.claim_due(
+                    conn, owner="w", now=utcnow(), lease=lease, limit=100, probe=False
+                )
+            claimed, handed_back = claimed + len(claim.jobs), handed_back + len(claim.put_back)
+            if len(claim.jobs) + len(claim.put_back) < 100:
+                break
+        cpu += time.process_time() - start
+    await db.dispose()
+    return {"ms_per_event": round(1000 * cpu / events, 3), "claimed": claimed,
+            "handed_back": handed_back}  # fmt: skip
+
+
+if __name__ == "__main__":  # python bench/drills/bad_endpoints.py [rounds]
+    import sys
+
+    for n in range(int(sys.argv[1]) if len(sys.argv) > 1 else 3):
+        for held in (0, len(DEAD)):
+            figures = asyncio.run(_publish_and_claim_cpu(500, held))
+            print(f"round {n + 1}, {held} endpoints with an open circuit: {figures}")
