@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test lint format migrate receiver bench bench-scale drills screenshots vendor-ui clean
+.PHONY: run demo test lint format migrate receiver bench bench-scale drills soak screenshots vendor-ui clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("webhookd needs Python 3.11+") if sys.version_info < (3, 11) else None'
@@ -48,6 +48,9 @@ bench-scale: $(STAMP)  ## backlogs of 10k and 100k; BENCH_ARGS="--sizes 1000000"
 
 drills: $(STAMP)  ## fault drills (docs/RELIABILITY.md): minutes; stop and start RabbitMQ and PostgreSQL
 	$(BIN)/python bench/drills/run.py $(if $(ONLY),--only $(ONLY)) $(if $(FLOOD),--flood $(FLOOD))
+
+soak: $(STAMP)  ## 20 minutes of mixed traffic with a SIGKILL every 60 s (issue 18); not in CI
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 screenshots: $(STAMP)  ## the page tests, saving docs/screenshots/*.png
 	WEBHOOKD_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_console_browser.py tests/test_console_endpoints_browser.py tests/test_console_events_browser.py tests/test_portal_browser.py -k sqlite

@@ -46,13 +46,14 @@ def create_tenant(api: str, name: str, receiver_port: int, paths: Iterable[str])
     return tenant
 
 
-def add_endpoint(api: str, tenant: Tenant, url: str, path: str) -> str:
+def add_endpoint(api: str, tenant: Tenant, url: str, path: str, **fields: object) -> str:
     """Subscribe ``url`` to every event type of ``tenant``, known to the ledger as ``path``
-    (the receiver path, or a name for a URL no receiver serves); the endpoint's id."""
+    (the receiver path, or a name for a URL no receiver serves); the endpoint's id.
+    ``fields``: more of the endpoint's settings (``event_types``, ``retry_schedule``, ...)."""
     endpoint = httpx.post(
         f"{api}/api/v1/tenants/{tenant.id}/endpoints",
         headers={"X-API-Key": tenant.api_key},
-        json={"url": url},
+        json={"url": url, **fields},
         timeout=30,
     )
     endpoint.raise_for_status()
@@ -72,6 +73,7 @@ class Publisher:
     urls: list[str]
     api_key: str
     retry_for: float = 180.0  # give up on one event after this long without an answer
+    retry_delay: float = 0.25  # between two tries of one event
     accepted: dict[str, float] = field(default_factory=dict)  # event_id -> time.time()
     sent_at: dict[str, float] = field(default_factory=dict)  # first try
     # Sent but got no answer (cut connection, timeout, 5xx) at least once: committed or not?
@@ -83,8 +85,10 @@ class Publisher:
     def __post_init__(self) -> None:
         self._next_url = itertools.cycle(self.urls)
 
-    async def publish(self, session: aiohttp.ClientSession, event_id: str) -> None:
-        body = {"event_id": event_id, "event_type": EVENT_TYPE, "payload": {"pad": PAYLOAD}}
+    async def publish(
+        self, session: aiohttp.ClientSession, event_id: str, event_type: str = EVENT_TYPE
+    ) -> None:
+        body = {"event_id": event_id, "event_type": event_type, "payload": {"pad": PAYLOAD}}
         self.sent_at[event_id] = time.time()
         deadline = time.monotonic() + self.retry_for
         while True:
@@ -111,7 +115,7 @@ class Publisher:
             if time.monotonic() > deadline:
                 self.gave_up.add(event_id)
                 return
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(self.retry_delay)
 
     def session(self) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
