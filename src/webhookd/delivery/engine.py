@@ -28,7 +28,6 @@ import uuid
 
 import aiohttp
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from webhookd import metrics
 from webhookd.config import Settings
@@ -39,7 +38,7 @@ from webhookd.delivery.health import Change
 from webhookd.delivery.job import Job, Outcome
 from webhookd.delivery.lifecycle import Transition
 from webhookd.delivery.policy import EndpointPolicy
-from webhookd.delivery.store import Claim, DeliveryStore, PutBack, Recorded
+from webhookd.delivery.store import DeliveryStore, PutBack, Recorded
 from webhookd.logging import log_failure
 from webhookd.models import DeliveryStatus
 from webhookd.ratelimit import EndpointLimiter
@@ -48,15 +47,6 @@ log = structlog.get_logger("webhookd.delivery")
 
 WRITE_BATCH = 500
 WRITE_LINGER = 0.005  # seconds the writer waits for more outcomes of attempts still out
-# With few attempts out (everyday load), the writer waits longer: recording an outcome a
-# little later delays no delivery, and at 100-500 events/s it records several outcomes per
-# transaction instead of one each. Only while at most a quarter of the slots are used, so
-# that a busy engine does not hold its slots longer.
-WRITE_LINGER_QUIET = 0.025
-# Claims woken by publishes start at least this long after the previous one: at a few
-# hundred events/s each publish would otherwise pay a claim transaction of its own. A claim
-# that came back full is followed at once as before (docs/BENCHMARKS.md "Everyday load").
-CLAIM_SPACING = 0.004
 
 
 def worker_id() -> str:
@@ -84,8 +74,6 @@ class DeliveryEngine:
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._results: asyncio.Queue[Outcome] = asyncio.Queue()
-        self._results_ready = asyncio.Event()  # outcomes are waiting for the writer
-        self._record_now = asyncio.Event()  # one of them changes its endpoint: no lingering
         self._in_flight = 0
         self._by_endpoint: collections.Counter[int] = collections.Counter()
         self._held_back: set[int] = set()  # endpoints whose due rows the last claim left
@@ -145,42 +133,19 @@ class DeliveryEngine:
         if probe:
             self._next_probe_search = loop_time + self.settings.poll_interval
         new_work, self._new_work = self._new_work, False
-        # Successes waiting for the writer are recorded in this transaction: at everyday
-        # load a claim follows each publish, and an attempt's end then costs no commit.
-        outcomes = self._take_outcomes(only_plain=True)
-        recorded: Recorded | None = None
-        try:
-            async with self.db.write_connection() as conn:
-                if outcomes:
-                    recorded = await self.store.record_outcomes(
-                        conn, owner=self.owner, outcomes=outcomes, policy=self.policy, now=utcnow()
-                    )
-                claim = await self._claim_in(conn, limit, new_work=new_work, probe=probe)
-        except BaseException:
-            self._requeue(outcomes)  # rolled back with the claim: the writer records them
-            raise
-        self._finish(outcomes)
-        if recorded is not None:
-            self._recorded(recorded)
-        return await self._claimed(claim, limit)
-
-    async def _claim_in(
-        self, conn: AsyncConnection, limit: int, *, new_work: bool, probe: bool
-    ) -> Claim:
-        return await self.store.claim_due(
-            conn,
-            owner=self.owner,
-            now=utcnow(),
-            lease=dt.timedelta(seconds=self.settings.lease_seconds),
-            limit=limit,
-            in_flight=self._by_endpoint,
-            endpoint_caps=self.caps.cap,
-            search_past_saturated=self._search_past_saturated,
-            search_past_capped=new_work,
-            probe=probe,
-        )
-
-    async def _claimed(self, claim: Claim, limit: int) -> list[Job]:
+        async with self.db.write_connection() as conn:
+            claim = await self.store.claim_due(
+                conn,
+                owner=self.owner,
+                now=utcnow(),
+                lease=dt.timedelta(seconds=self.settings.lease_seconds),
+                limit=limit,
+                in_flight=self._by_endpoint,
+                endpoint_caps=self.caps.cap,
+                search_past_saturated=self._search_past_saturated,
+                search_past_capped=new_work,
+                probe=probe,
+            )
         self._handed_back(claim.put_back)
         report(claim.changes)
         self._held_back = claim.held_back
@@ -239,8 +204,6 @@ class DeliveryEngine:
     # -- dispatcher --------------------------------------------------------------------------
 
     async def _dispatch_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        last_claim = -CLAIM_SPACING
         while not self._stopping:
             free = self.settings.delivery_concurrency - self._in_flight
             if free <= 0:
@@ -249,7 +212,6 @@ class DeliveryEngine:
                 continue
             want = min(free, self.settings.claim_batch_size)
             self._wake.clear()
-            last_claim = loop.time()
             try:
                 jobs = await self._claim(want)
             except Exception as exc:
@@ -263,18 +225,10 @@ class DeliveryEngine:
                 await asyncio.sleep(0)  # more may be due: claim again after letting tasks run
                 continue
             try:
-                async with asyncio.timeout(self.settings.poll_interval):
-                    await self._wake.wait()
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval)
             except TimeoutError:
                 # the poll: expired leases, other writers
                 self._search_past_saturated = self._new_work = True
-                continue
-            spacing = last_claim + CLAIM_SPACING - loop.time()
-            if spacing > 0 and self._new_work and not self._stopping:
-                # Woken by a publish (or a retry) right after a claim: let the publishes
-                # of the next few ms join the next one. Endpoints with room again (a
-                # drain at their cap) are claimed for at once.
-                await asyncio.sleep(spacing)
 
     def _start_attempt(self, job: Job) -> None:
         self._in_flight += 1
@@ -289,9 +243,6 @@ class DeliveryEngine:
         self.caps.finished(job.endpoint_id, outcome.duration_ms / 1000)
         self._endpoint_done(job.endpoint_id)
         self._results.put_nowait(outcome)
-        self._results_ready.set()
-        if not plain(outcome):  # a FIFO turn, a retry, the endpoint's health: write it now
-            self._record_now.set()
 
     def _endpoint_done(self, endpoint_id: int) -> None:
         """An attempt to this endpoint is over. If the last claim left due rows of this
@@ -317,85 +268,34 @@ class DeliveryEngine:
 
     async def _write_loop(self) -> None:
         while True:
-            await self._results_ready.wait()
-            self._results_ready.clear()
-            if self._results.qsize() < WRITE_BATCH // 10 and not self._stopping:
-                # Let the outcomes of attempts still out (or soon claimed) join this
-                # transaction. Costs nothing at the receiver, and at moderate load
-                # (outcomes a few ms apart) it records several per transaction, not one;
-                # a claim meanwhile takes them into its own transaction (``_claim``).
-                # An outcome that changes its endpoint (FIFO turn, health) cuts it short.
-                quiet = self._in_flight * 4 <= self.settings.delivery_concurrency
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(WRITE_LINGER_QUIET if quiet else WRITE_LINGER):
-                        await self._record_now.wait()
-            self._record_now.clear()
-            batch = self._take_outcomes()
-            if not self._results.empty():
-                self._results_ready.set()  # more than one batch's worth
-            if not batch:
-                continue
+            batch = [await self._results.get()]
+            if self._in_flight > 1 and self._results.qsize() < WRITE_BATCH // 10:
+                # More attempts are out: let their outcomes join this transaction. Costs
+                # nothing at the receiver, and at moderate load (outcomes a few ms apart)
+                # it records several per transaction instead of one.
+                await asyncio.sleep(WRITE_LINGER)
+            while len(batch) < WRITE_BATCH and not self._results.empty():
+                batch.append(self._results.get_nowait())
             try:
-                recorded = await record(self.db, self.store, self.owner, batch, self.policy)
+                await self._record(batch)
             except Exception as exc:
                 # The rows keep their lease and become due again when it expires.
                 log_failure(log, "engine.record_failed", exc, count=len(batch))
-            else:
-                self._recorded(recorded, logged=True)
             finally:
-                self._finish(batch)
+                for _ in batch:
+                    self._results.task_done()
+                self._in_flight -= len(batch)
+                metrics.DELIVERIES_IN_FLIGHT.dec(len(batch))
+                self._slot_freed.set()
 
-    def _take_outcomes(self, *, only_plain: bool = False) -> list[Outcome]:
-        """Up to a batch of the outcomes waiting; ``only_plain``: only successes that change
-        nothing about their endpoint (no FIFO turn, no health to update), the rest left for
-        the writer. A claim records only those, so that its transaction never locks
-        endpoint rows before the claim's own (those of ``_gate``)."""
-        batch: list[Outcome] = []
-        left: list[Outcome] = []
-        while len(batch) < WRITE_BATCH and not self._results.empty():
-            outcome = self._results.get_nowait()
-            if not only_plain or plain(outcome):
-                batch.append(outcome)
-            else:
-                left.append(outcome)
-        self._requeue(left)
-        return batch
-
-    def _requeue(self, outcomes: list[Outcome]) -> None:
-        """Hand taken outcomes back to the writer."""
-        for outcome in outcomes:
-            self._results.put_nowait(outcome)
-            self._results.task_done()  # the same outcome, queued again
-        if outcomes:
-            self._results_ready.set()
-
-    def _finish(self, batch: list[Outcome]) -> None:
-        """These outcomes were written (or failed to be): their slots are free."""
-        if not batch:
-            return
-        for _ in batch:
-            self._results.task_done()
-        self._in_flight -= len(batch)
-        metrics.DELIVERIES_IN_FLIGHT.dec(len(batch))
-        self._slot_freed.set()
-
-    def _recorded(self, recorded: Recorded, *, logged: bool = False) -> None:
-        """Log what was recorded (unless done) and wake up for the retries it scheduled."""
-        if not logged:
-            log_recorded(recorded)
+    async def _record(self, batch: list[Outcome]) -> None:
+        recorded = await record(self.db, self.store, self.owner, batch, self.policy)
         loop = asyncio.get_running_loop()
         for t in recorded.transitions:
             if t.status == DeliveryStatus.RETRYING and t.retry_in is not None:
                 loop.call_later(t.retry_in, self.wake)
         if recorded.woken:
             self.wake()
-
-
-def plain(outcome: Outcome) -> bool:
-    """A success that changes nothing about its endpoint: no FIFO turn to pass on, no
-    failure count or circuit to reset (``store.record_outcomes`` locks no endpoint row)."""
-    job = outcome.job
-    return outcome.succeeded and not job.fifo and job.health.clean
 
 
 async def attempt(client: aiohttp.ClientSession, job: Job, settings: Settings) -> Outcome:
@@ -440,12 +340,6 @@ async def record(
         recorded = await store.record_outcomes(
             conn, owner=owner, outcomes=outcomes, policy=policy, now=utcnow()
         )
-    log_recorded(recorded)
-    return recorded
-
-
-def log_recorded(recorded: Recorded) -> None:
-    """Log and count the transitions of recorded outcomes."""
     report(recorded.changes)
     for t in recorded.transitions:
         job = t.outcome.job
@@ -468,6 +362,7 @@ def log_recorded(recorded: Recorded) -> None:
         else:
             metrics.dead_lettered(job.tenant_ref)
             log.error("delivery.dead_lettered", **context, error=t.outcome.summary)
+    return recorded
 
 
 async def deliver_due(

@@ -3,8 +3,8 @@
 A request hands its event to the batcher and waits; one task takes every request waiting at
 that moment (up to ``max_batch``), publishes them together in one transaction, commits, and
 then answers each. While a batch commits the next one gathers, so the batch size follows
-the load: one at a time when idle, hundreds under a burst; batches start at least
-``BATCH_SPACING`` apart. Every answer is still sent only after its event is committed.
+the load: one at a time when idle, hundreds under a burst. Every answer is still sent only
+after its event is committed.
 """
 
 from __future__ import annotations
@@ -27,11 +27,6 @@ log = structlog.get_logger("webhookd.publish")
 
 Request = tuple[int, EventCreate, "asyncio.Future[EventAccepted]"]
 MAX_CONFLICT_RETRIES = 3  # a batch PostgreSQL aborted as a deadlock victim runs again
-# A batch starts at least this long after the previous one started: at a few hundred
-# publishes/s, one or two more join each transaction instead of each paying its own commit
-# (docs/BENCHMARKS.md "Everyday load"). A publish after a quiet spell starts at once, and
-# under load the commits take longer than this anyway.
-BATCH_SPACING = 0.002
 
 
 class PublishBatcher:
@@ -62,16 +57,10 @@ class PublishBatcher:
         return await answer
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        last = -BATCH_SPACING
         while True:
             await self._wake.wait()
             self._wake.clear()
-            spacing = last + BATCH_SPACING - loop.time()
-            if spacing > 0:
-                await asyncio.sleep(spacing)
             while self._waiting:
-                last = loop.time()
                 batch = self._waiting[: self.max_batch]
                 del self._waiting[: self.max_batch]
                 await self._commit(batch)
