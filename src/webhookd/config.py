@@ -89,7 +89,9 @@ class Settings(BaseSettings):
     # endpoint holds a few slots, never the whole engine (head-of-line isolation).
     endpoint_concurrency: int = Field(default=100, ge=1, le=10_000)
     claim_batch_size: int = Field(default=100, ge=1, le=5_000)
-    lease_seconds: float = Field(default=60.0, gt=0)
+    # A claim's lease: renewed every quarter of it while the attempt is out, so it need not
+    # outlast the request timeout; a dead process's claims are due again within it.
+    lease_seconds: float = Field(default=30.0, gt=0)
     poll_interval: float = Field(default=1.0, gt=0)
     connect_timeout: float = Field(default=5.0, gt=0)
     request_timeout: float = Field(default=10.0, gt=0)

@@ -84,6 +84,10 @@ class DeliveryEngine:
         self._new_work = True  # woken (a publish, a retry, the poll) since the last claim
         self._next_probe_search = 0.0  # loop time: look for cooled-down circuits from then
         self._attempt_tasks: set[asyncio.Task[None]] = set()
+        # Deliveries whose attempt is out (or not yet recorded) -> loop time their lease was
+        # last set: the renewer extends those older than a third of a lease.
+        self._leases: dict[int, float] = {}
+        self._claim_started = 0.0
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -93,6 +97,7 @@ class DeliveryEngine:
         self._loops = [
             asyncio.create_task(self._dispatch_loop(), name="webhookd-dispatcher"),
             asyncio.create_task(self._write_loop(), name="webhookd-writer"),
+            asyncio.create_task(self._renew_loop(), name="webhookd-renewer"),
         ]
         log.info("engine.started", owner=self.owner, concurrency=self.settings.delivery_concurrency)
 
@@ -133,6 +138,7 @@ class DeliveryEngine:
         if probe:
             self._next_probe_search = loop_time + self.settings.poll_interval
         new_work, self._new_work = self._new_work, False
+        self._claim_started = asyncio.get_running_loop().time()  # the leases run from here
         async with self.db.write_connection() as conn:
             claim = await self.store.claim_due(
                 conn,
@@ -231,6 +237,7 @@ class DeliveryEngine:
                 self._search_past_saturated = self._new_work = True
 
     def _start_attempt(self, job: Job) -> None:
+        self._leases[job.delivery_id] = self._claim_started
         self._in_flight += 1
         self._by_endpoint[job.endpoint_id] += 1
         metrics.DELIVERIES_IN_FLIGHT.inc()
@@ -239,7 +246,12 @@ class DeliveryEngine:
         task.add_done_callback(self._attempt_tasks.discard)
 
     async def _attempt(self, job: Job) -> None:
-        outcome = await attempt(self.client, job, self.settings)
+        try:
+            outcome = await attempt(self.client, job, self.settings)
+        except BaseException:
+            # Not renewed any more: the row falls due again when its lease runs out.
+            self._leases.pop(job.delivery_id, None)
+            raise
         self.caps.finished(job.endpoint_id, outcome.duration_ms / 1000)
         self._endpoint_done(job.endpoint_id)
         self._results.put_nowait(outcome)
@@ -282,11 +294,44 @@ class DeliveryEngine:
                 # The rows keep their lease and become due again when it expires.
                 log_failure(log, "engine.record_failed", exc, count=len(batch))
             finally:
-                for _ in batch:
+                for outcome in batch:
                     self._results.task_done()
+                    self._leases.pop(outcome.job.delivery_id, None)
                 self._in_flight -= len(batch)
                 metrics.DELIVERIES_IN_FLIGHT.dec(len(batch))
                 self._slot_freed.set()
+
+    # -- lease renewal -----------------------------------------------------------------------
+
+    async def _renew_loop(self) -> None:
+        """Extend the leases of attempts still out, a lease from now once they are a third
+        of a lease old: a lease then only has to outlast a process that died, not the
+        slowest answer (a dead process's rows are due again one lease after its last
+        renewal). At everyday load attempts end long before: nothing to write."""
+        lease = self.settings.lease_seconds
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(lease / 4)
+            started = loop.time()
+            stale = [i for i, since in self._leases.items() if started - since >= lease / 3]
+            if not stale:
+                continue
+            try:
+                async with self.db.write_connection() as conn:
+                    await self.store.renew_leases(
+                        conn,
+                        owner=self.owner,
+                        delivery_ids=stale,
+                        now=utcnow(),
+                        lease=dt.timedelta(seconds=lease),
+                    )
+            except Exception as exc:
+                # Not renewed: those rows fall due when their lease runs out, as after a crash.
+                log_failure(log, "engine.renew_failed", exc, count=len(stale))
+                continue
+            for delivery_id in stale:
+                if delivery_id in self._leases:  # not recorded meanwhile
+                    self._leases[delivery_id] = started
 
     async def _record(self, batch: list[Outcome]) -> None:
         recorded = await record(self.db, self.store, self.owner, batch, self.policy)

@@ -81,6 +81,12 @@ def leased(*, owner: str, now: dt.datetime, lease: dt.timedelta) -> dict[str, An
     }
 
 
+def renewed(*, now: dt.datetime, lease: dt.timedelta) -> dict[str, Any]:
+    """A claimed delivery whose attempt is still out: its lease runs ``lease`` from now."""
+    until = now + lease
+    return {Delivery.lease_expires_at.key: until, Delivery.next_attempt_at.key: until}
+
+
 def released(now: dt.datetime) -> dict[str, Any]:
     """A claim handed back unfinished (graceful stop): due at once, keeping its queue key,
     so the next worker takes it first."""

@@ -120,6 +120,19 @@ class DeliveryStore(Protocol):
         """Make due what waits (no next attempt) for an endpoint that is not disabled."""
         ...
 
+    async def renew_leases(
+        self,
+        conn: AsyncConnection,
+        *,
+        owner: str,
+        delivery_ids: Sequence[int],
+        now: dt.datetime,
+        lease: dt.timedelta,
+    ) -> int:
+        """Extend ``owner``'s leases of ``delivery_ids`` (attempts still out) to ``lease``
+        from now (``lifecycle.renewed``); those it no longer holds are left alone."""
+        ...
+
     async def release_leases(self, conn: AsyncConnection, *, owner: str, now: dt.datetime) -> int:
         """Hand back ``owner``'s unfinished claims, due at once (``lifecycle.released``)."""
         ...

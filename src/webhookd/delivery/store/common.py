@@ -216,6 +216,25 @@ RELEASE = (
     .values(_row_values(lifecycle.released(dt.datetime.now(dt.UTC)), "v_"))
 )
 
+# Rows the writer is finishing are locked by it and skipped (their attempt is over), so
+# that a renewal never waits on the writer nor locks in an order that could deadlock it.
+RENEW = (
+    update(Delivery)
+    .where(
+        Delivery.id.in_(
+            select(Delivery.id)
+            .where(
+                Delivery.id.in_(bindparam("ids", expanding=True)),
+                Delivery.lease_owner == bindparam("owner"),
+                Delivery.status == DeliveryStatus.DELIVERING,
+            )
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+    )
+    .values(_row_values(lifecycle.renewed(now=dt.datetime.now(dt.UTC), lease=dt.timedelta()), "v_"))
+)
+
 FINISHED = (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD)
 FINISHED_CYCLES = select(Delivery.id, Delivery.cycle).where(
     Delivery.id.in_(bindparam("ids", expanding=True)),
@@ -671,6 +690,19 @@ class CoreStore(RetentionStore, abc.ABC):
     ) -> None:
         """Write each attempt's end (row values and attempt record) if ``owner`` still
         holds the lease."""
+
+    async def renew_leases(
+        self,
+        conn: AsyncConnection,
+        *,
+        owner: str,
+        delivery_ids: Sequence[int],
+        now: dt.datetime,
+        lease: dt.timedelta,
+    ) -> int:
+        values = _prefixed(lifecycle.renewed(now=now, lease=lease), "v_")
+        result = await conn.execute(RENEW, {"ids": sorted(delivery_ids), "owner": owner, **values})
+        return int(result.rowcount)
 
     async def release_leases(self, conn: AsyncConnection, *, owner: str, now: dt.datetime) -> int:
         result = await conn.execute(
