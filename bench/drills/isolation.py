@@ -163,14 +163,19 @@ def _preload(db: Path, tenant: Tenant, flood: int) -> float:
             tenant_row, endpoint_row, key, due, now = conn.execute(
                 _PROBE_DELIVERY, (PROBE,)
             ).fetchone()
+            # The probe's channels as the API stored them (JSON null: no channel).
+            (channels,) = conn.execute(
+                "SELECT channels FROM events WHERE event_id = ?", (PROBE,)
+            ).fetchone()
             conn.executemany(
                 "INSERT INTO events (id, public_id, tenant_id, event_id, event_type, payload,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " channels, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    (first + n, uuid.uuid4().hex, tenant_row, f"a_{n}", EVENT_TYPE, payload, now)
+                    (first + n, uuid.uuid4().hex, tenant_row, f"a_{n}", EVENT_TYPE, payload,
+                     channels, now)
                     for n in range(flood)
                 ),
-            )
+            )  # fmt: skip
             conn.executemany(
                 "INSERT INTO deliveries (public_id, tenant_id, event_id, endpoint_id, status,"
                 " attempt_count, cycle, next_attempt_at, queue_key, created_at, updated_at)"
