@@ -73,3 +73,54 @@ def test_one_tenants_backlog_does_not_delay_another_tenant(
         receiver.wait_for(40, f"/flood-{n}", timeout=30)
     flood.client.close()
     quiet.client.close()
+
+
+@pytest.fixture(scope="module")
+def no_poll_server(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[LiveServer]:
+    """Few slots per endpoint, and a poll so rare that only wake-ups deliver."""
+    with running_server(
+        tmp_path_factory,
+        "nopoll",
+        backend=backend,
+        delivery_concurrency=8,  # an endpoint starts at 1 slot, a quick one grows to 4
+        endpoint_concurrency=4,
+        poll_interval=30.0,
+        request_timeout=20.0,
+    ) as srv:
+        yield srv
+
+
+def test_events_published_behind_a_saturated_endpoints_backlog_go_out_at_once(
+    no_poll_server: LiveServer, receiver: Receiver
+) -> None:
+    # A slow endpoint (12 s per answer, one slot: none ends during the test, so no
+    # attempt's end wakes the engine) keeps a backlog at the head of the queue. Once a
+    # claim has seen it, the engine searches past it only from the queue keys of what was
+    # published since. Each later event, of the same tenant and of another one (whose keys
+    # start at the head of the queue), must go out on its publish's wake-up, not on the
+    # 30 s poll. (Deliveries found from the head instead would pass too: the floor's
+    # mistakes are what this catches, e.g. a floor above the new rows.)
+    with no_poll_server.client(**{"X-Admin-Key": ADMIN_KEY}) as admin:
+        busy = create_tenant(no_poll_server, admin)
+        other = create_tenant(no_poll_server, admin)
+    receiver.plan("/backlog-slow", delay=12.0)
+    busy.add_endpoint(receiver.url("/backlog-slow"))
+    busy.add_endpoint(receiver.url("/backlog-fast"))
+    other.add_endpoint(receiver.url("/backlog-other"))
+    for n in range(8):
+        assert busy.publish(event_id=f"backlog_{n}").status_code == 202
+    receiver.wait_for(8, "/backlog-fast", timeout=10)
+    time.sleep(0.3)
+    for n in range(3):
+        for tenant, path, count in (
+            (busy, "/backlog-fast", 9 + n),
+            (other, "/backlog-other", 1 + n),
+        ):
+            assert tenant.publish(event_id=f"later_{n}").status_code == 202
+            published = time.monotonic()
+            arrived = receiver.wait_for(count, path, timeout=10)[-1]
+            assert arrived.at - published < 2.0, f"event {n} to {path} waited for the poll"
+            time.sleep(0.3)  # recorded: no attempt's end wakes the engine for the next one
+    assert len(receiver.received("/backlog-slow")) == 1, "the backlog went out: proves nothing"
+    busy.client.close()
+    other.client.close()

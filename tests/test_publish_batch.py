@@ -31,7 +31,7 @@ class RecordingQueue:
 
     async def start(self) -> None: ...
 
-    def submit(self, delivery_ids: Sequence[int]) -> None:
+    def submit(self, delivery_ids: Sequence[int], from_key: int | None = None) -> None:
         self.submitted.append(list(delivery_ids))
 
     async def stop(self) -> None: ...

@@ -84,6 +84,7 @@ def test_after_an_exhaustive_search_claims_read_only_the_head_until_new_work(
 
     async def scenario() -> None:
         eng = engine()
+        eng._by_endpoint[ENDPOINT] = CAP  # saturated throughout
         searched: list[bool] = []
         exhausted = [True]
 
@@ -101,3 +102,103 @@ def test_after_an_exhaustive_search_claims_read_only_the_head_until_new_work(
         assert searched == [True, False, True, True]
 
     asyncio.run(scenario())
+
+
+# (what happens between two claims, the search the second claim makes): after a claim that
+# saw all due work, a publish's rows (queue keys from ``from_key`` on) need a search from
+# there only; anything else that may have made rows due (a retry, a hand-back, the poll, a
+# wake-up that carries no key) needs a search from the head of the queue.
+FULL, NONE = (True, None), (False, None)
+
+
+@pytest.mark.parametrize(
+    ("between", "search"),
+    [
+        ([], NONE),
+        ([("wake", 500)], (True, 500)),
+        ([("wake", 500), ("wake", 300)], (True, 300)),
+        ([("wake", 300), ("wake", 500)], (True, 300)),
+        ([("wake", 500), ("wake", None)], FULL),
+        ([("wake", None), ("wake", 500)], FULL),
+        ([("wake", 500), ("room", None)], FULL),  # a held-back endpoint has room again
+        ([("wake", 500), ("all", None)], FULL),  # the poll
+    ],
+)
+def test_a_publish_after_an_exhaustive_search_is_searched_for_from_its_own_queue_keys(
+    between: list[tuple[str, int | None]], search: tuple[bool, int | None]
+) -> None:
+    async def scenario() -> list[tuple[bool, int | None]]:
+        eng = engine()
+        made: list[tuple[bool, int | None]] = []
+
+        async def claim_due(conn: Any, **kwargs: Any) -> Claim:
+            made.append((kwargs["search_past_saturated"], kwargs["search_from"]))
+            return Claim([], {ENDPOINT}, True)  # everything else due was seen
+
+        eng.store.claim_due = claim_due  # type: ignore[method-assign]
+        eng._by_endpoint[ENDPOINT] = CAP
+        await eng._claim(10)
+        for kind, key in between:
+            if kind == "wake":
+                eng.wake(key)
+            elif kind == "room":
+                eng._held_back = {ENDPOINT}
+                eng._by_endpoint[ENDPOINT] = 1
+                eng._endpoint_done(ENDPOINT)
+            else:
+                eng._search_all()
+        await eng._claim(10)
+        return made
+
+    assert asyncio.run(scenario()) == [FULL, search]
+
+
+def test_work_that_comes_while_a_claim_runs_is_searched_for_by_the_next_claim() -> None:
+    """A claim that saw everything due when it read the queue must not switch the search
+    off if a publish (or anything else) woke the engine while it ran: that work may have
+    been committed after the claim's read."""
+
+    async def scenario() -> list[tuple[bool, int | None]]:
+        eng = engine()
+        eng._by_endpoint[ENDPOINT] = CAP
+        made: list[tuple[bool, int | None]] = []
+
+        async def claim_due(conn: Any, **kwargs: Any) -> Claim:
+            made.append((kwargs["search_past_saturated"], kwargs["search_from"]))
+            if len(made) == 1:
+                eng.wake(900)  # committed while this claim ran
+            return Claim([], {ENDPOINT}, True)
+
+        eng.store.claim_due = claim_due  # type: ignore[method-assign]
+        await eng._claim(10)
+        await eng._claim(10)
+        await eng._claim(10)
+        return made
+
+    assert asyncio.run(scenario()) == [FULL, FULL, NONE]
+
+
+def test_an_endpoint_with_room_again_after_a_claim_is_searched_for_from_the_head() -> None:
+    """Its attempts ended while the claim that held its rows back ran (they checked the
+    previous claim's held-back set): its rows may lie anywhere, so the next claim searches
+    from the head of the queue even if only a publish came since."""
+
+    async def scenario() -> list[tuple[bool, int | None]]:
+        eng = engine()
+        made: list[tuple[bool, int | None]] = []
+        eng._by_endpoint[ENDPOINT] = CAP
+
+        async def claim_due(conn: Any, **kwargs: Any) -> Claim:
+            made.append((kwargs["search_past_saturated"], kwargs["search_from"]))
+            if len(made) == 1:
+                for _ in range(CAP):
+                    eng._endpoint_done(ENDPOINT)
+            return Claim([], {ENDPOINT}, True)
+
+        eng.store.claim_due = claim_due  # type: ignore[method-assign]
+        await eng._claim(10)
+        eng.wake(500)
+        await eng._claim(10)
+        return made
+
+    assert asyncio.run(scenario()) == [FULL, FULL]

@@ -78,8 +78,13 @@ class DeliveryEngine:
         self._by_endpoint: collections.Counter[int] = collections.Counter()
         self._held_back: set[int] = set()  # endpoints whose due rows the last claim left
         # False while a claim has found no due work beyond the saturated endpoints and
-        # nothing new may have come since (DeliveryStore.claim_due).
+        # nothing new may have come since (DeliveryStore.claim_due). With a floor, only
+        # publishes came since: their rows have queue keys from there on, so the search
+        # past the saturated endpoints starts there instead of stepping through their
+        # backlogs from the head of the queue.
         self._search_past_saturated = True
+        self._search_floor: int | None = None
+        self._wakes = 0  # wake-ups so far: one during a claim keeps its search going
         self._claimed_all = False  # the last claim leased as many rows as it asked for
         self._new_work = True  # woken (a publish, a retry, the poll) since the last claim
         self._next_probe_search = 0.0  # loop time: look for cooled-down circuits from then
@@ -124,12 +129,24 @@ class DeliveryEngine:
         else:
             log.info("engine.stopped", owner=self.owner, released=released)
 
-    def wake(self) -> None:
+    def wake(self, from_key: int | None = None) -> None:
         """New work may be due (a publish, a retry, a message): claim now, and look past
-        endpoints at their cap again."""
+        endpoints at their cap again. ``from_key``: the work is new deliveries, all with a
+        queue key from there on (a publish); the search past endpoints at their cap may
+        start there if nothing else came since the last claim that saw all due work."""
+        if not self._search_past_saturated:
+            self._search_floor = from_key
+        elif self._search_floor is not None:
+            self._search_floor = None if from_key is None else min(self._search_floor, from_key)
         self._search_past_saturated = True
         self._new_work = True
+        self._wakes += 1
         self._wake.set()
+
+    def _search_all(self) -> None:
+        """The next claim looks past endpoints at their cap from the head of the queue."""
+        self._search_past_saturated, self._search_floor = True, None
+        self._wakes += 1
 
     async def _claim(self, limit: int) -> list[Job]:
         """Lease up to ``limit`` due deliveries to this engine, in fair order."""
@@ -138,6 +155,7 @@ class DeliveryEngine:
         if probe:
             self._next_probe_search = loop_time + self.settings.poll_interval
         new_work, self._new_work = self._new_work, False
+        wakes = self._wakes
         self._claim_started = asyncio.get_running_loop().time()  # the leases run from here
         async with self.db.write_connection() as conn:
             claim = await self.store.claim_due(
@@ -149,18 +167,21 @@ class DeliveryEngine:
                 in_flight=self._by_endpoint,
                 endpoint_caps=self.caps.cap,
                 search_past_saturated=self._search_past_saturated,
+                search_from=self._search_floor,
                 search_past_capped=new_work,
                 probe=probe,
             )
         self._handed_back(claim.put_back)
         report(claim.changes)
         self._held_back = claim.held_back
-        if claim.exhausted:
-            self._search_past_saturated = False
+        if claim.exhausted and wakes == self._wakes:  # nothing came while it ran
+            self._search_past_saturated, self._search_floor = False, None
         # Attempts that ended while this claim ran checked the previous claim's held-back
         # set; an endpoint of this one that already has room again must not wait for the
-        # poll (with an instant receiver, all of an endpoint's attempts can end meanwhile).
+        # poll (with an instant receiver, all of an endpoint's attempts can end meanwhile),
+        # and its rows may lie anywhere behind the others: search from the head.
         if any(self._has_room(endpoint_id) for endpoint_id in claim.held_back):
+            self._search_all()
             self._wake.set()
         for job in claim.jobs:
             self.caps.ordering(job.endpoint_id, fifo=job.fifo)
@@ -224,7 +245,7 @@ class DeliveryEngine:
                 log_failure(log, "engine.claim_failed", exc)
                 jobs, self._claimed_all = [], False
                 await asyncio.sleep(self.settings.poll_interval)
-                self._search_past_saturated = True
+                self._search_all()
             for job in jobs:
                 self._start_attempt(job)  # the dispatcher does not wait for the outcome
             if self._claimed_all:
@@ -234,7 +255,8 @@ class DeliveryEngine:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_interval)
             except TimeoutError:
                 # the poll: expired leases, other writers
-                self._search_past_saturated = self._new_work = True
+                self._search_all()
+                self._new_work = True
 
     def _start_attempt(self, job: Job) -> None:
         self._leases[job.delivery_id] = self._claim_started
@@ -268,7 +290,7 @@ class DeliveryEngine:
             self._by_endpoint[endpoint_id] = count
         if endpoint_id in self._held_back and self._has_room(endpoint_id):
             # Its rows may sit behind a saturated endpoint's backlog: look past it.
-            self._search_past_saturated = True
+            self._search_all()
             self._wake.set()
 
     def _has_room(self, endpoint_id: int) -> bool:

@@ -91,9 +91,13 @@ class DeliveryService:
         self.queue = queue
         self.clock = clock
 
-    def _wake_after_commit(self, session: AsyncSession, delivery_ids: list[int]) -> None:
+    def _wake_after_commit(
+        self, session: AsyncSession, delivery_ids: list[int], from_key: int | None = None
+    ) -> None:
+        """Tell the queue once committed; ``from_key``: the rows are new, with queue keys
+        from there on (the engine's claim need not search below it for them)."""
         if delivery_ids:
-            after_commit(session, lambda: self.queue.submit(delivery_ids))
+            after_commit(session, lambda: self.queue.submit(delivery_ids, from_key))
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -146,7 +150,8 @@ class DeliveryService:
             for ref in refs:
                 enqueued = Enqueued(ref.public_id, endpoint_public[ref.endpoint_id])
                 by_event.setdefault(ref.event_pk, []).append(enqueued)
-            self._wake_after_commit(session, [ref.id for ref in refs])
+            from_key = min(row.queue_key for row in rows)
+            self._wake_after_commit(session, [ref.id for ref in refs], from_key)
         return by_event
 
     # -- endpoints ---------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from typing import Protocol
 class DeliveryQueue(Protocol):
     async def start(self) -> None: ...
 
-    def submit(self, delivery_ids: Sequence[int]) -> None:
-        """New or re-scheduled deliveries were committed and are due now. Never blocks."""
+    def submit(self, delivery_ids: Sequence[int], from_key: int | None = None) -> None:
+        """New or re-scheduled deliveries were committed and are due now. Never blocks.
+        ``from_key``: they are all new (a publish), none with a queue key below it."""
 
     async def stop(self) -> None: ...

@@ -83,8 +83,8 @@ class CeleryQueue:
     async def start(self) -> None:
         return None
 
-    def submit(self, delivery_ids: Sequence[int]) -> None:
-        self._ids.extend(delivery_ids)
+    def submit(self, delivery_ids: Sequence[int], from_key: int | None = None) -> None:
+        self._ids.extend(delivery_ids)  # a worker's claim searches from the head anyway
         if len(self._ids) >= self.max_batch:
             self._flush()
         elif self._timer is None:

@@ -16,8 +16,8 @@ class InProcessQueue:
     async def start(self) -> None:
         await self.engine.start()
 
-    def submit(self, delivery_ids: Sequence[int]) -> None:
-        self.engine.wake()
+    def submit(self, delivery_ids: Sequence[int], from_key: int | None = None) -> None:
+        self.engine.wake(from_key)
 
     async def stop(self) -> None:
         await self.engine.stop()
@@ -30,7 +30,7 @@ class DatabaseOnlyQueue:
     async def start(self) -> None:
         return None
 
-    def submit(self, delivery_ids: Sequence[int]) -> None:
+    def submit(self, delivery_ids: Sequence[int], from_key: int | None = None) -> None:
         return None
 
     async def stop(self) -> None:

@@ -79,6 +79,7 @@ class DeliveryStore(Protocol):
         in_flight: Mapping[int, int] | None = None,
         endpoint_caps: Callable[[int], int] | None = None,
         search_past_saturated: bool = True,
+        search_from: int | None = None,
         search_past_capped: bool = True,
         probe: bool = True,
     ) -> Claim:

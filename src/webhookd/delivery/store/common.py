@@ -15,7 +15,18 @@ import functools
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Integer, Select, Update, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Select,
+    Update,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from webhookd.db import UTCDateTime
@@ -86,12 +97,13 @@ ROUTING = (
 
 
 @functools.cache
-def claim_candidates(*, skip_saturated: bool, lock: bool) -> Select[int, int]:
+def claim_candidates(*, skip_saturated: bool, lock: bool, floor: bool = False) -> Select[int, int]:
     """Due deliveries in claim order (``queue_key``), skipping endpoints already at their cap.
 
     The partial index ``ix_deliveries_queue`` holds every column this filters on, so rows
     that are leased or belong to a saturated endpoint are skipped without reading the table.
     ``lock``: take the rows ``FOR UPDATE SKIP LOCKED`` (several claiming processes).
+    ``floor``: only rows from queue key ``:floor`` on (the index is read from there).
     """
     query = (
         select(Delivery.id, Delivery.endpoint_id)
@@ -101,6 +113,8 @@ def claim_candidates(*, skip_saturated: bool, lock: bool) -> Select[int, int]:
     )
     if skip_saturated:
         query = query.where(Delivery.endpoint_id.not_in(bindparam("saturated", expanding=True)))
+    if floor:
+        query = query.where(Delivery.queue_key >= bindparam("floor", type_=BigInteger()))
     if lock:
         query = query.with_for_update(skip_locked=True)
     return query
@@ -326,6 +340,7 @@ class CoreStore(RetentionStore, abc.ABC):
         in_flight: Mapping[int, int] | None = None,
         endpoint_caps: Callable[[int], int] | None = None,
         search_past_saturated: bool = True,
+        search_from: int | None = None,
         search_past_capped: bool = True,
         probe: bool = True,
     ) -> Claim:
@@ -344,6 +359,9 @@ class CoreStore(RetentionStore, abc.ABC):
         endpoint. ``Claim.exhausted`` says such a search saw all the other due work; until
         new work may have come (a publish, a retry falling due, the poll) the engine passes
         ``search_past_saturated=False`` and the claim reads only the head of the queue.
+        When only new deliveries came since (a publish), ``search_from`` is the smallest of
+        their queue keys: the search reads the index from there, not through the saturated
+        endpoints' backlogs again (everything due below it was seen by that claim).
 
         ``probe``: first make one waiting delivery of each endpoint whose circuit cooled
         down due (its probe); an engine asks for it about once per poll interval.
@@ -356,8 +374,10 @@ class CoreStore(RetentionStore, abc.ABC):
         only with ``search_past_capped`` (the engine: new work may have come since its last
         claim), not on every claim that follows an endpoint getting room.
         """
-        if probe:  # endpoints whose circuit cooled down: one waiting delivery due now
-            await endpoints.release_probes(conn, now)
+        if probe and await endpoints.release_probes(conn, now):
+            # Endpoints whose circuit cooled down: one waiting delivery of each is due now,
+            # its queue key now (perhaps below ``search_from``).
+            search_from = None
         busy = dict(in_flight or {})
         cap_of = endpoint_caps
         saturated = {e for e, n in busy.items() if n >= cap_of(e)} if cap_of is not None else set()
@@ -368,10 +388,13 @@ class CoreStore(RetentionStore, abc.ABC):
         held_back = set(saturated)
         exhausted = False
         for passes in range(2):
-            query = claim_candidates(skip_saturated=search, lock=self.lock_rows)
+            floor = search and search_from is not None
+            query = claim_candidates(skip_saturated=search, lock=self.lock_rows, floor=floor)
             params: dict[str, Any] = {"now": now, "scan": scan}
             if search:
                 params["saturated"] = sorted(saturated)
+            if floor:
+                params["floor"] = search_from
             rows = (await conn.execute(query, params)).all()
             capped = False  # an endpoint reached its cap in this pass
             for delivery_id, endpoint_id in rows:
