@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import aiosqlite
 import orjson
 from sqlalchemy import DateTime, MetaData, event, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -136,6 +136,17 @@ class InlineSQLiteConnection(aiosqlite.Connection):
     def __await__(self) -> Generator[Any, None, InlineSQLiteConnection]:
         return self._connect().__await__()
 
+    def begin_now(self, *, immediate: bool) -> None:
+        """``BEGIN [IMMEDIATE]`` at once, on the caller's stack (the transaction's begin
+        event): through SQLAlchemy's execution it cost several times SQLite's own work."""
+        if not self._running or self._connection is None:
+            raise ValueError("Connection closed")
+        sql = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+        try:
+            self._connection.execute(sql)
+        except sqlite3.Error as exc:  # as SQLAlchemy would raise it
+            raise OperationalError(sql, None, exc) from exc
+
     def stop(self) -> None:
         self._running = False
         if self._connection is not None:
@@ -193,7 +204,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         write = conn.get_execution_options().get(WRITE_OPTION)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        driver: InlineSQLiteConnection = conn.connection.driver_connection
+        driver.begin_now(immediate=bool(write))
 
     return engine
 
@@ -207,6 +219,7 @@ class Database:
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self.is_sqlite = settings.is_sqlite
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._writer: AsyncConnection | None = None
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -218,13 +231,12 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A write transaction: committed when the block exits cleanly, else rolled back.
         What was registered with :func:`after_commit` runs after the commit."""
-        lock = self._write_lock or contextlib.nullcontext()
         with _writing():
-            async with lock, self.sessionmaker() as session:
-                await session.connection(execution_options={WRITE_OPTION: True})
-                yield session
-                await session.commit()
-                callbacks: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
+            async with self._connection() as conn:
+                async with AsyncSession(bind=conn, expire_on_commit=False) as session:
+                    yield session
+                    await session.commit()
+                    callbacks: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
         for callback in callbacks:  # outside the lock and the transaction
             callback()
 
@@ -232,12 +244,31 @@ class Database:
     async def write_connection(self) -> AsyncIterator[AsyncConnection]:
         """Like :meth:`write`, on a bare Core connection: no ORM session to set up and tear
         down (the delivery engine's claims and writes, many per second)."""
-        lock = self._write_lock or contextlib.nullcontext()
         with _writing():
-            async with lock, self.engine.connect() as conn:
-                await conn.execution_options(**{WRITE_OPTION: True})
-                async with conn.begin():
-                    yield conn
+            async with self._connection() as conn, conn.begin():
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one write transaction. PostgreSQL: one from the pool. SQLite:
+        the connection kept for writes, under the write lock (writes are one at a time
+        anyway; taking a connection from the pool and giving it back cost four times an
+        engine's transaction)."""
+        if self._write_lock is None:
+            async with self.engine.connect() as conn:
+                yield await conn.execution_options(**{WRITE_OPTION: True})
+            return
+        async with self._write_lock:
+            if self._writer is None:
+                conn = await self.engine.connect()
+                self._writer = await conn.execution_options(**{WRITE_OPTION: True})
+            conn = self._writer
+            try:
+                yield conn
+            finally:
+                if conn.invalidated or conn.in_transaction():  # not fit for the next one
+                    self._writer = None
+                    await conn.close()
 
     async def ping(self) -> None:
         """One round trip to the database (readiness); raises if it does not answer."""
@@ -245,6 +276,9 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            await writer.close()
         await self.engine.dispose()
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.base import Executable
 
 from webhookd.db import UTCDateTime
 from webhookd.delivery import lifecycle
@@ -303,6 +304,19 @@ class CoreStore(RetentionStore, abc.ABC):
     def __init__(self, decrypt: Callable[[str], str]) -> None:
         self._decrypt = decrypt
 
+    # The statements the engine runs for every claim and every batch of outcomes. A
+    # subclass may run them its database's cheaper way (SQLite: on the driver).
+
+    async def _fetch(
+        self, conn: AsyncConnection, statement: Executable, params: Mapping[str, Any]
+    ) -> Sequence[Any]:
+        return list(await conn.execute(statement, params))
+
+    async def _execute(
+        self, conn: AsyncConnection, statement: Executable, params: Mapping[str, Any]
+    ) -> None:
+        await conn.execute(statement, params)
+
     # -- publishing --------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -320,7 +334,7 @@ class CoreStore(RetentionStore, abc.ABC):
     async def routing(self, conn: AsyncConnection, tenant_ids: Sequence[int]) -> RoutingTable:
         table = RoutingTable({}, None)
         if tenant_ids:
-            rows = await conn.execute(ROUTING, {"tenants": sorted(tenant_ids)})
+            rows = await self._fetch(conn, ROUTING, {"tenants": sorted(tenant_ids)})
             for tenant_id, endpoint_id, public_id, types, spec, channels, queue_head in rows:
                 route = Route(endpoint_id, public_id, types, spec, channels)
                 table.endpoints.setdefault(tenant_id, []).append(route)
@@ -395,7 +409,7 @@ class CoreStore(RetentionStore, abc.ABC):
                 params["saturated"] = sorted(saturated)
             if floor:
                 params["floor"] = search_from
-            rows = (await conn.execute(query, params)).all()
+            rows = await self._fetch(conn, query, params)
             capped = False  # an endpoint reached its cap in this pass
             for delivery_id, endpoint_id in rows:
                 if delivery_id in taken:
@@ -425,7 +439,7 @@ class CoreStore(RetentionStore, abc.ABC):
         if not chosen:
             return Claim([], held_back, exhausted)
         lease_values = lifecycle.leased(owner=owner, now=now, lease=lease)
-        await conn.execute(LEASE, {"ids": chosen, **_prefixed(lease_values, "v_")})
+        await self._execute(conn, LEASE, {"ids": chosen, **_prefixed(lease_values, "v_")})
         claim = Claim(await self._load_jobs(conn, chosen, now), held_back, exhausted)
         await self._gate(conn, claim, owner=owner, now=now, lease=lease)
         return claim
@@ -503,7 +517,7 @@ class CoreStore(RetentionStore, abc.ABC):
     async def _load_jobs(
         self, conn: AsyncConnection, ids: Sequence[int], now: dt.datetime
     ) -> list[Job]:
-        rows = await conn.execute(LOAD_JOBS, {"ids": list(ids)})
+        rows = await self._fetch(conn, LOAD_JOBS, {"ids": list(ids)})
         return [
             Job(
                 delivery_id=r.id,
@@ -575,8 +589,10 @@ class CoreStore(RetentionStore, abc.ABC):
         whose health may change (a failure, a circuit not closed, failures counted) or
         that are FIFO, their health and turns (``health.after_results``), and the
         tenants' operational notices."""
-        held_rows = await conn.execute(
-            _HELD[self.lock_rows], {"ids": [o.job.delivery_id for o in outcomes], "owner": owner}
+        held_rows = await self._fetch(
+            conn,
+            _HELD[self.lock_rows],
+            {"ids": [o.job.delivery_id for o in outcomes], "owner": owner},
         )
         held = {row[0]: row[1] for row in held_rows}
         transitions = [

@@ -18,7 +18,9 @@ from typing import Any
 import orjson
 from sqlalchemy import JSON, Table, TextClause, insert, text
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.base import Executable
 
 from webhookd.delivery import lifecycle
 from webhookd.delivery.lifecycle import Transition
@@ -28,6 +30,7 @@ from webhookd.delivery.store.common import (
     delivery_refs,
     end_attempt_params,
 )
+from webhookd.delivery.store.driver import driver_query, raw_connection
 from webhookd.delivery.store.types import DeliveryRef, InsertedEvent, NewDelivery, NewEvent
 from webhookd.models import Attempt, Delivery, Event
 
@@ -113,6 +116,24 @@ def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
 class PostgresStore(CoreStore):
     lock_rows = True
 
+    async def _fetch(
+        self, conn: AsyncConnection, statement: Executable, params: Mapping[str, Any]
+    ) -> Sequence[Any]:
+        query = driver_query(statement, conn.dialect)
+        try:
+            return query.rows(await _on_asyncpg(conn, "fetch", *query.numbered(params)))
+        except _Closed:  # fails there too, handled as SQLAlchemy handles a lost connection
+            return await super()._fetch(conn, statement, params)
+
+    async def _execute(
+        self, conn: AsyncConnection, statement: Executable, params: Mapping[str, Any]
+    ) -> None:
+        query = driver_query(statement, conn.dialect)
+        try:
+            await _on_asyncpg(conn, "execute", *query.numbered(params))
+        except _Closed:
+            await super()._execute(conn, statement, params)
+
     async def insert_events(
         self, conn: AsyncConnection, events: Sequence[NewEvent], now: dt.datetime
     ) -> list[InsertedEvent]:
@@ -128,13 +149,13 @@ class PostgresStore(CoreStore):
             for e in events
         ]
         params = {**_columns(rows, _EVENT_ROW), Event.created_at.key: now}
-        return [InsertedEvent(*row) for row in await conn.execute(INSERT_EVENTS, params)]
+        return [InsertedEvent(*row) for row in await self._fetch(conn, INSERT_EVENTS, params)]
 
     async def insert_deliveries(
         self, conn: AsyncConnection, rows: Sequence[NewDelivery], now: dt.datetime
     ) -> list[DeliveryRef]:
         params = {**_columns(rows, _DELIVERY_ROW), **_plain(lifecycle.new_delivery(now))}
-        return delivery_refs(rows, await conn.execute(INSERT_DELIVERIES, params))
+        return delivery_refs(rows, await self._fetch(conn, INSERT_DELIVERIES, params))
 
     async def _write_attempt_ends(
         self, conn: AsyncConnection, transitions: Sequence[Transition], owner: str
@@ -146,3 +167,37 @@ class PostgresStore(CoreStore):
 
 
 _INSERT_ATTEMPTS = insert(Attempt)
+
+
+class _Closed(Exception):
+    """The connection under the transaction is closed (the server went away)."""
+
+
+async def _on_asyncpg(conn: AsyncConnection, method: str, sql: str, args: Sequence[Any]) -> Any:
+    """``asyncpg.Connection.<method>(sql, *args)`` in the transaction of ``conn``: through
+    SQLAlchemy's asyncpg adapter, which begins the transaction on the first statement (it
+    may be this one) and serialises the statements of one connection. A database error is
+    raised as SQLAlchemy raises it (``DBAPIError``: callers tell an unavailable database or
+    a deadlock from it). A closed connection raises :class:`_Closed`: the caller lets
+    SQLAlchemy's own execution meet it, which invalidates the pool as usual."""
+    adapter: Any = (await raw_connection(conn)).dbapi_connection
+    async with adapter._execute_mutex:
+        try:
+            if adapter._transaction is None:
+                await adapter._start_transaction()
+            return await getattr(adapter._connection, method)(sql, *args)
+        except Exception as error:
+            if adapter._connection.is_closed():
+                raise _Closed from error
+            try:
+                if not isinstance(error, conn.dialect.loaded_dbapi.Error):
+                    adapter._handle_exception(error)  # translates, and always raises
+                raise
+            except Exception as translated:
+                raise DBAPIError.instance(
+                    sql,
+                    list(args),
+                    translated,
+                    conn.dialect.loaded_dbapi.Error,
+                    dialect=conn.dialect,
+                ) from error

@@ -12,17 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.dml import UpdateBase
-from sqlalchemy.types import TypeEngine
 
-from webhookd.db import UTCDateTime
 from webhookd.delivery import lifecycle
 from webhookd.delivery.lifecycle import Transition
 from webhookd.delivery.store.common import (
@@ -31,26 +30,17 @@ from webhookd.delivery.store.common import (
     delivery_refs,
     end_attempt_params,
 )
+from webhookd.delivery.store.driver import (
+    Convert,
+    bind_converter,
+    driver_query,
+    identity,
+    raw_connection,
+)
 from webhookd.delivery.store.types import DeliveryRef, InsertedEvent, NewDelivery, NewEvent
 from webhookd.models import Attempt, Delivery, Event
 
 _MAX_VARIABLES = 32_766  # SQLite's limit of bound values per statement
-
-Convert = Callable[[Any], Any]
-
-
-def _processor(type_: TypeEngine[Any], dialect: Dialect) -> Convert:
-    """The type's own conversion to what the driver takes (e.g. UTC text for datetimes)."""
-    process: Convert | None = type_.dialect_impl(dialect).bind_processor(dialect)
-    if process is None:
-        return _identity
-    if isinstance(type_, UTCDateTime):  # most rows of a batch share one timestamp
-        return functools.lru_cache(maxsize=64)(process)
-    return process
-
-
-def _identity(value: Any) -> Any:
-    return value
 
 
 class DriverInsert:
@@ -80,9 +70,9 @@ class DriverInsert:
     ) -> list[Any]:
         if self._converters is None:
             dialect = conn.dialect
-            per_row = (_processor(self.table.c[c].type, dialect) for c in self.per_row)
-            self._converters = [(i, f) for i, f in enumerate(per_row) if f is not _identity]
-            self._shared = [_processor(self.table.c[c].type, dialect) for c in self.shared]
+            per_row = (bind_converter(self.table.c[c].type, dialect) for c in self.per_row)
+            self._converters = [(i, f) for i, f in enumerate(per_row) if f is not identity]
+            self._shared = [bind_converter(self.table.c[c].type, dialect) for c in self.shared]
         converters = self._converters
         common = [convert(shared[c]) for convert, c in zip(self._shared, self.shared, strict=True)]
         driver = await _driver(conn)
@@ -122,7 +112,7 @@ class DriverStatement:
     def _compile(self, dialect: Dialect) -> tuple[str, list[tuple[str, Any, Convert]]]:
         compiled = self.statement.compile(dialect=dialect, column_keys=self.column_keys)
         order = [
-            (name, compiled.params.get(name), _processor(compiled.binds[name].type, dialect))
+            (name, compiled.params.get(name), bind_converter(compiled.binds[name].type, dialect))
             for name in compiled.positiontup or ()
         ]
         return str(compiled), order
@@ -133,11 +123,7 @@ class DriverStatement:
         sql, order = self._compiled
         params = [
             [
-                (
-                    row.get(name, default)
-                    if process is _identity
-                    else process(row.get(name, default))
-                )
+                (row.get(name, default) if process is identity else process(row.get(name, default)))
                 for name, default, process in order
             ]
             for row in rows
@@ -146,7 +132,7 @@ class DriverStatement:
 
 
 async def _driver(conn: AsyncConnection) -> Any:
-    return (await conn.get_raw_connection()).driver_connection
+    return (await raw_connection(conn)).driver_connection
 
 
 _EVENT_TABLE: Table = Event.__table__  # type: ignore[assignment]
@@ -187,6 +173,18 @@ _INSERT_ATTEMPTS = DriverStatement(_ATTEMPT_TABLE.insert(), column_keys=_ATTEMPT
 
 class SQLiteStore(CoreStore):
     lock_rows = False  # one writer at a time: the write transaction is the lock
+
+    async def _fetch(
+        self, conn: AsyncConnection, statement: Executable, params: Mapping[str, Any]
+    ) -> Sequence[Any]:
+        query = driver_query(statement, conn.dialect)
+        return query.rows(await (await _driver(conn)).execute_fetchall(*query.qmark(params)))
+
+    async def _execute(
+        self, conn: AsyncConnection, statement: Executable, params: Mapping[str, Any]
+    ) -> None:
+        query = driver_query(statement, conn.dialect)
+        await (await _driver(conn)).execute(*query.qmark(params))
 
     async def insert_events(
         self, conn: AsyncConnection, events: Sequence[NewEvent], now: dt.datetime
