@@ -9,6 +9,8 @@ FOR KEY SHARE, and still lets one recorder at a time decide an endpoint's health
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 
 import asyncpg
@@ -16,6 +18,7 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import create_tenant
+from tests.fixtures.receiver import Receiver
 from tests.fixtures.server import ADMIN_KEY, LiveServer, running_server
 from webhookd.delivery.store.endpoints import health_of
 from webhookd.ids import Kind, parse_id
@@ -25,6 +28,13 @@ from webhookd.ids import Kind, parse_id
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     with running_server(tmp_path_factory, "locks", backend="postgresql") as srv:
         yield srv
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    rec = Receiver().start()
+    yield rec
+    rec.stop()
 
 
 def _dsn(server: LiveServer) -> str:
@@ -82,3 +92,44 @@ async def _endpoint_pk(server: LiveServer, endpoint_id: str) -> int:
         await conn.close()
     assert pk is not None
     return int(pk)
+
+
+async def _hold_endpoint(server: LiveServer, endpoint_pk: int, seconds: float) -> None:
+    """What a recorder deciding the endpoint's health holds, for ``seconds``."""
+    conn = await asyncpg.connect(_dsn(server))
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT 1 FROM endpoints WHERE id = $1 FOR NO KEY UPDATE", endpoint_pk
+            )
+            await asyncio.sleep(seconds)
+    finally:
+        await conn.close()
+
+
+def test_a_claim_does_not_wait_for_an_endpoint_a_recorder_holds(
+    server: LiveServer, receiver: Receiver
+) -> None:
+    """A claim gating a FIFO endpoint's rows skips the endpoint while another transaction
+    holds it (it would wait, and deadlock with a recorder that wants the rows the claim
+    holds): the other endpoints' deliveries go out meanwhile, the FIFO one right after."""
+    with server.client(**{"X-Admin-Key": ADMIN_KEY}) as admin:
+        tenant = create_tenant(server, admin)
+    receiver.plan("/locks/fifo")
+    receiver.plan("/locks/free")
+    fifo = tenant.add_endpoint(receiver.url("/locks/fifo"), ordering="fifo")
+    tenant.add_endpoint(receiver.url("/locks/free"))
+    pk = asyncio.run(_endpoint_pk(server, fifo["id"]))
+    hold = 3.0
+    holder = threading.Thread(target=asyncio.run, args=(_hold_endpoint(server, pk, hold),))
+    holder.start()
+    try:
+        time.sleep(0.3)  # the lock is taken
+        started = time.monotonic()
+        assert tenant.publish(event_id="held-1").status_code == 202
+        free = receiver.wait_for(1, "/locks/free", timeout=hold)
+        assert free[0].at - started < 1.0  # not behind the held endpoint
+        fifo_requests = receiver.wait_for(1, "/locks/fifo", timeout=hold + 5)
+        assert fifo_requests[0].at - started >= hold - 0.5  # only once it was free
+    finally:
+        holder.join()

@@ -67,7 +67,8 @@ DELIVERIES_THROTTLED = Counter(
     "webhook_deliveries_throttled",
     "Claimed deliveries handed back without an attempt, by reason: rate_limit (endpoint rate "
     "limit), circuit_open (breaker open or a probe out), disabled (endpoint disabled), fifo "
-    "(waiting for the delivery before it).",
+    "(waiting for the delivery before it), busy (its endpoint held by another process's "
+    "transaction for a moment).",
     ["reason"],
 )
 BREAKER_TRANSITIONS = Counter(
@@ -99,7 +100,7 @@ for _table in ("events", "deliveries", "attempts", "dead_letters", "jobs"):
 for _kind in ("recover", "retry_dead_letters"):
     for _result in ("requeued", "skipped"):
         JOB_ITEMS.labels(kind=_kind, result=_result)
-for _reason in ("rate_limit", "circuit_open", "disabled", "fifo"):
+for _reason in ("rate_limit", "circuit_open", "disabled", "fifo", "busy"):
     DELIVERIES_THROTTLED.labels(reason=_reason)
 for _state in ("open", "half_open", "closed"):
     BREAKER_TRANSITIONS.labels(to=_state)

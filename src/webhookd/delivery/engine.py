@@ -23,15 +23,17 @@ import collections
 import contextlib
 import datetime as dt
 import os
+import random
 import socket
 import uuid
 
 import aiohttp
 import structlog
+from sqlalchemy.exc import DBAPIError
 
 from webhookd import metrics
 from webhookd.config import Settings
-from webhookd.db import Database, utcnow
+from webhookd.db import Database, transaction_conflict, utcnow
 from webhookd.delivery.attempt import perform_attempt
 from webhookd.delivery.concurrency import EndpointCaps
 from webhookd.delivery.health import Change
@@ -47,6 +49,11 @@ log = structlog.get_logger("webhookd.delivery")
 
 WRITE_BATCH = 500
 WRITE_LINGER = 0.005  # seconds the writer waits for more outcomes of attempts still out
+# A wake-up for work due at a given time comes this much later: timers may fire up to a
+# millisecond early (uvloop's resolution), and a claim that runs before the rows are due
+# finds nothing and leaves them to the poll.
+TIMER_SLACK = 0.002
+MAX_CONFLICT_RETRIES = 3  # an outcome batch PostgreSQL aborted as a deadlock victim runs again
 
 
 def worker_id() -> str:
@@ -226,7 +233,7 @@ class DeliveryEngine:
         times = [p.until for p in items if p.until is not None]
         if times:
             delay = (min(times) - utcnow()).total_seconds()
-            asyncio.get_running_loop().call_later(max(0.0, delay), self.wake)
+            asyncio.get_running_loop().call_later(max(0.0, delay) + TIMER_SLACK, self.wake)
 
     # -- dispatcher --------------------------------------------------------------------------
 
@@ -242,10 +249,17 @@ class DeliveryEngine:
             try:
                 jobs = await self._claim(want)
             except Exception as exc:
-                log_failure(log, "engine.claim_failed", exc)
                 jobs, self._claimed_all = [], False
-                await asyncio.sleep(self.settings.poll_interval)
                 self._search_all()
+                if transaction_conflict(exc):
+                    # PostgreSQL aborted the claim to break a deadlock (its locks on the
+                    # endpoints it gates against a recorder's): nothing was leased; claim
+                    # again at once rather than leave every endpoint to the poll.
+                    log.warning("engine.claim_retried", reason="conflict")
+                    await asyncio.sleep(random.uniform(0.005, 0.02))  # noqa: S311
+                    continue
+                log_failure(log, "engine.claim_failed", exc)
+                await asyncio.sleep(self.settings.poll_interval)
             for job in jobs:
                 self._start_attempt(job)  # the dispatcher does not wait for the outcome
             if self._claimed_all:
@@ -360,7 +374,7 @@ class DeliveryEngine:
         loop = asyncio.get_running_loop()
         for t in recorded.transitions:
             if t.status == DeliveryStatus.RETRYING and t.retry_in is not None:
-                loop.call_later(t.retry_in, self.wake)
+                loop.call_later(t.retry_in + TIMER_SLACK, self.wake)
         if recorded.woken:
             self.wake()
 
@@ -402,11 +416,22 @@ def report(changes: list[tuple[Job, Change]]) -> None:
 async def record(
     db: Database, store: DeliveryStore, owner: str, outcomes: list[Outcome], policy: EndpointPolicy
 ) -> Recorded:
-    """Record a batch of outcomes in one transaction, then log each transition."""
-    async with db.write_connection() as conn:
-        recorded = await store.record_outcomes(
-            conn, owner=owner, outcomes=outcomes, policy=policy, now=utcnow()
-        )
+    """Record a batch of outcomes in one transaction, then log each transition. A
+    transaction PostgreSQL aborted to break a deadlock (with a claim locking the same
+    endpoint, or another recorder) kept nothing and runs again: otherwise its attempts
+    would be sent again once their leases ran out."""
+    for conflicts in range(MAX_CONFLICT_RETRIES + 1):
+        try:
+            async with db.write_connection() as conn:
+                recorded = await store.record_outcomes(
+                    conn, owner=owner, outcomes=outcomes, policy=policy, now=utcnow()
+                )
+            break
+        except DBAPIError as exc:
+            if not transaction_conflict(exc) or conflicts == MAX_CONFLICT_RETRIES:
+                raise
+            log.warning("engine.record_retried", count=len(outcomes), reason="conflict")
+            await asyncio.sleep(random.uniform(0.005, 0.02) * (conflicts + 1))  # noqa: S311
     report(recorded.changes)
     for t in recorded.transitions:
         job = t.outcome.job

@@ -97,6 +97,9 @@ ROUTING = (
 )
 
 
+BUSY_RETRY = dt.timedelta(milliseconds=20)  # a gated endpoint another transaction holds
+
+
 @functools.cache
 def claim_candidates(*, skip_saturated: bool, lock: bool, floor: bool = False) -> Select[int, int]:
     """Due deliveries in claim order (``queue_key``), skipping endpoints already at their cap.
@@ -460,7 +463,7 @@ class CoreStore(RetentionStore, abc.ABC):
         gated = {j.endpoint_id for j in claim.jobs if j.fifo or not j.health.passes}
         if not gated:
             return
-        fresh = await endpoints.health_of(conn, gated, lock=self.lock_rows)
+        fresh = await endpoints.health_of(conn, gated, lock=self.lock_rows, skip_locked=True)
         keep: list[Job] = []
         by_endpoint: dict[int, list[Job]] = {}
         for job in claim.jobs:
@@ -470,7 +473,10 @@ class CoreStore(RetentionStore, abc.ABC):
                 keep.append(job)
         back = claim.put_back
         for endpoint_id, jobs in sorted(by_endpoint.items()):
-            if endpoint_id not in fresh:  # deleted meanwhile: its rows are gone too
+            if endpoint_id not in fresh:
+                # Locked by a recorder deciding its health (or deleted, and its rows with
+                # it): hand them back, due again in a moment, rather than wait for it.
+                back += [PutBack(j, now + BUSY_RETRY, "busy") for j in jobs]
                 continue
             state, fifo = fresh[endpoint_id]
             decision = gate(state, now)

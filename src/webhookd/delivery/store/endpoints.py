@@ -49,6 +49,11 @@ _HEALTH = (
 # deliveries reference. FOR UPDATE would, and a publish inserting for endpoints in another
 # order than the recorder locks them deadlocked with it.
 _HEALTH_OF = {False: _HEALTH, True: _HEALTH.with_for_update(key_share=True)}
+# A claim gating its rows: it already holds delivery rows (FOR UPDATE SKIP LOCKED) that a
+# recorder holding the endpoint may want next (a FIFO turn, a breaker parking them), so it
+# must not wait for the endpoint: it skips one that is locked (PostgreSQL found that
+# deadlock after deadlock_timeout, 1 s, and aborted the claim).
+_HEALTH_SKIP_LOCKED = _HEALTH.with_for_update(key_share=True, skip_locked=True)
 
 SET_HEALTH = (
     update(Endpoint)
@@ -151,10 +156,12 @@ RELEASE_HEAD = (
 
 # Success with a clean view of the endpoint: forget failures another process counted.
 async def health_of(
-    conn: AsyncConnection, endpoint_ids: Iterable[int], *, lock: bool
+    conn: AsyncConnection, endpoint_ids: Iterable[int], *, lock: bool, skip_locked: bool = False
 ) -> dict[int, tuple[Health, bool]]:
-    """Each endpoint's health and whether it is FIFO, read (locked) now."""
-    rows = await conn.execute(_HEALTH_OF[lock], {"ids": sorted(set(endpoint_ids))})
+    """Each endpoint's health and whether it is FIFO, read (locked) now. ``skip_locked``
+    (with ``lock``): an endpoint another transaction holds is left out."""
+    query = _HEALTH_SKIP_LOCKED if lock and skip_locked else _HEALTH_OF[lock]
+    rows = await conn.execute(query, {"ids": sorted(set(endpoint_ids))})
     return {row.id: (Health.of(row), row.ordering == Ordering.FIFO) for row in rows}
 
 
