@@ -23,6 +23,7 @@ import contextvars
 import datetime as dt
 import functools
 import sqlite3
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any, TypeVar
 
@@ -167,15 +168,91 @@ SQLITE_PRAGMAS = (
 )
 
 
-def _sqlite_connector(path: str) -> sqlite3.Connection:
+def _sqlite_connector(path: str, *, autocheckpoint: bool = True) -> sqlite3.Connection:
     # isolation_level=None: no implicit transactions; the begin event below emits BEGIN.
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     for pragma in SQLITE_PRAGMAS:
         conn.execute(f"PRAGMA {pragma}")
+    if not autocheckpoint:
+        conn.execute("PRAGMA wal_autocheckpoint=0")
     return conn
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+class WalCheckpointer:
+    """Checkpoints an SQLite WAL off the event loop.
+
+    By default SQLite checkpoints inside the commit that takes the WAL past 1,000 pages:
+    that commit copies the pages into the database file and syncs it, and since the
+    connections run inline (:class:`InlineSQLiteConnection`) the whole process waits
+    (5-100 ms here, about one commit in a hundred under a steady stream of writes: the
+    tail of every delivery's latency). The connections of a :class:`Database` turn that
+    off; this task runs a ``PASSIVE`` checkpoint on a thread every ``interval`` seconds
+    instead (``sqlite3`` releases the GIL while SQLite works, and a passive checkpoint
+    takes no lock that writers or readers wait on).
+
+    A writer starts the WAL over from its beginning only if a checkpoint copied all of it
+    before the writer's transaction began; with commits arriving during every checkpoint
+    that may never happen, and the WAL would grow without end. So when the WAL holds more
+    than ``RESTART_PAGES`` frames, a second checkpoint follows at once under the
+    process's write lock (the writers wait for it on the event loop, not on SQLite's busy
+    handler): it copies the few frames committed during the first, and the next commit
+    starts the WAL over.
+    """
+
+    INTERVAL = 0.5  # seconds between checkpoints
+    RESTART_PAGES = 1000  # SQLite's own automatic checkpoint threshold
+
+    def __init__(self, path: str, write_lock: asyncio.Lock, interval: float | None = None) -> None:
+        # mode=rw: never create the file (not migrated yet, or removed since).
+        self._uri = f"file:{urllib.parse.quote(path)}?mode=rw"
+        self._write_lock = write_lock
+        self._interval = self.INTERVAL if interval is None else interval
+        self._conn: sqlite3.Connection | None = None
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.checkpoints = 0  # completed, with the write lock or without
+
+    def start(self) -> None:
+        """Start on the running loop (once)."""
+        if self._task is None and not self._stopping.is_set():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="wal-checkpoint")
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
+                return
+            try:
+                if await asyncio.to_thread(self._checkpoint) >= self.RESTART_PAGES:
+                    async with self._write_lock:  # the frames committed meanwhile
+                        await asyncio.to_thread(self._checkpoint)
+            except sqlite3.Error:  # no file yet, or it went away: try again later
+                self._close()
+
+    def _checkpoint(self) -> int:
+        """One passive checkpoint; the number of frames in the WAL."""
+        if self._conn is None:
+            self._conn = sqlite3.connect(
+                self._uri, uri=True, isolation_level=None, check_same_thread=False
+            )
+        ((_, frames, _),) = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        self.checkpoints += 1
+        return int(frames)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def stop(self) -> None:
+        """Stop the task (after the checkpoint it may be running) and close its connection."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+        self._close()
+
+
+def create_engine(settings: Settings, *, background_checkpoints: bool = False) -> AsyncEngine:
     url = settings.database_url
     json_options: dict[str, Any] = {
         "json_serializer": _json_dumps,
@@ -195,9 +272,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
             **json_options,
         )
     path = str(settings.sqlite_path() or ":memory:")
+    connector = functools.partial(
+        _sqlite_connector, path, autocheckpoint=not background_checkpoints
+    )
 
     async def connect() -> InlineSQLiteConnection:
-        return await InlineSQLiteConnection(functools.partial(_sqlite_connector, path), 64)
+        return await InlineSQLiteConnection(connector, 64)
 
     engine = create_async_engine(url, async_creator=connect, **json_options)
 
@@ -215,10 +295,18 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = create_engine(settings)
+        path = settings.sqlite_path() if settings.is_sqlite else None
+        self.engine = create_engine(settings, background_checkpoints=path is not None)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self.is_sqlite = settings.is_sqlite
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        # A file database is checkpointed by a task (WalCheckpointer), not in commits; it
+        # starts with the first write.
+        self._checkpointer = (
+            WalCheckpointer(str(path), self._write_lock)
+            if path is not None and self._write_lock is not None
+            else None
+        )
         self._writer: AsyncConnection | None = None
 
     @contextlib.asynccontextmanager
@@ -260,6 +348,8 @@ class Database:
             return
         async with self._write_lock:
             if self._writer is None:
+                if self._checkpointer is not None:
+                    self._checkpointer.start()
                 conn = await self.engine.connect()
                 self._writer = await conn.execution_options(**{WRITE_OPTION: True})
             conn = self._writer
@@ -279,6 +369,8 @@ class Database:
         if self._writer is not None:
             writer, self._writer = self._writer, None
             await writer.close()
+        if self._checkpointer is not None:
+            await self._checkpointer.stop()
         await self.engine.dispose()
 
 
