@@ -13,15 +13,18 @@ from tests.fixtures.delivery import wait_final
 from tests.fixtures.receiver import Receiver
 from tests.fixtures.server import ADMIN_KEY, LiveServer, running_server
 
-LEASE = 1.0  # seconds; the receiver answers after three leases
-ANSWER_AFTER = 3.0
+# Seconds; the receiver answers after three leases. The renewer extends a lease between a
+# third and 0.58 of it after it was set: 1.5 s leaves 0.6 s for a busy machine (the whole
+# suite) to write the renewal; 1 s left 0.4 s, and the suite once missed it.
+LEASE = 1.5
+ANSWER_AFTER = 4.5
 EVENTS = 4
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[LiveServer]:
     with running_server(
-        tmp_path_factory, "lease", backend=backend, lease_seconds=LEASE, request_timeout=6.0
+        tmp_path_factory, "lease", backend=backend, lease_seconds=LEASE, request_timeout=8.0
     ) as srv:
         yield srv
 
@@ -37,11 +40,11 @@ def test_a_slow_answer_keeps_its_lease_and_is_sent_once(
     for event_id in event_ids:
         assert tenant.publish(event_id=event_id).status_code == 202
 
-    finals = [wait_final(tenant.client, event_id, timeout=20) for event_id in event_ids]
+    finals = [wait_final(tenant.client, event_id, timeout=30) for event_id in event_ids]
     assert [d["status"] for d in finals] == ["succeeded"] * EVENTS
     assert [d["attempt_count"] for d in finals] == [1] * EVENTS
     # Without renewal the rows fall due one lease after the claim, while their answers are
-    # still 2 s away, and the poll (0.2 s) claims and sends each of them again.
+    # still 3 s away, and the poll (0.2 s) claims and sends each of them again.
     ids = [r.header("webhook-id") for r in receiver.received("/slow")]
     assert len(ids) == EVENTS, f"sent {len(ids)} times for {EVENTS} events: {sorted(ids)}"
 
@@ -53,7 +56,7 @@ def test_the_delivery_records_one_attempt(server: LiveServer, receiver: Receiver
         tenant = create_tenant(server, admin)
     tenant.add_endpoint(receiver.url("/slow2"))
     assert tenant.publish(event_id="evt_lease_attempts").status_code == 202
-    delivery = wait_final(tenant.client, "evt_lease_attempts", timeout=20)
+    delivery = wait_final(tenant.client, "evt_lease_attempts", timeout=30)
     response = tenant.client.get(f"/api/v1/deliveries/{delivery['id']}")
     assert response.status_code == 200, response.text
     attempts = response.json()["attempts"]
