@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TenantCtx, create_tenant
 from tests.fixtures.delivery import wait_deliveries, wait_final, wait_until
@@ -52,6 +53,19 @@ def enable(tenant: TenantCtx, endpoint_id: str) -> dict:
     response = tenant.client.post(f"/api/v1/tenants/{tenant.id}/endpoints/{endpoint_id}/enable")
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def circuit_open_hand_backs(tenant: TenantCtx) -> float:
+    """webhook_deliveries_throttled{reason="circuit_open"}: deliveries claimed and handed
+    back because their endpoint's circuit was open."""
+    text = tenant.client.get("/metrics").text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "webhook_deliveries_throttled_total"
+        and sample.labels.get("reason") == "circuit_open"
+    )
 
 
 def gaps(requests: list[Received]) -> list[float]:
@@ -145,8 +159,15 @@ def test_an_open_circuit_holds_other_deliveries_without_using_attempts(tenant, r
     for n in range(3):
         assert tenant.publish(event_id=f"evt_held_{n}").status_code == 202
     wait_until(lambda: endpoint(tenant, created["id"])["circuit"] == "open", 10, "open")
+    handed_back = circuit_open_hand_backs(tenant)
     for n in range(3, 6):
         assert tenant.publish(event_id=f"evt_held_{n}").status_code == 202
+        (delivery,) = wait_deliveries(tenant.client, f"evt_held_{n}", done=bool)
+        assert delivery["status"] == "pending" and delivery["next_attempt_at"] is None
+    time.sleep(0.3)
+    # Created waiting: no claim took them only to hand them back (the open circuit parked
+    # the earlier events' retries, due again after the cool-down only).
+    assert circuit_open_hand_backs(tenant) == handed_back
     time.sleep(COOLDOWN / 2)
     assert not [
         r for r in receiver.received("/p/held") if b"evt_held_3" in r.body

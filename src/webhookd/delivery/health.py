@@ -156,6 +156,12 @@ def gate(health: Health, now: dt.datetime) -> Gate:
     return Gate.PROBE  # open and cooled down, or a probe whose deadline passed
 
 
+def held(health: Health, now: dt.datetime) -> bool:
+    """A delivery created now for this endpoint starts waiting: a claim would only hand it
+    back (disabled, or a circuit open and not cooled down)."""
+    return gate(health, now) in (Gate.WAIT, Gate.DEFER)
+
+
 def probing(health: Health, deadline: dt.datetime) -> Health:
     """Half-open: one probe is out until ``deadline`` (then another may go)."""
     return replace(health, circuit=Circuit.HALF_OPEN, circuit_until=deadline)

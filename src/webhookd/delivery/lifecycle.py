@@ -56,14 +56,16 @@ ATTEMPT_END_COLUMNS: tuple[str, ...] = tuple(
 )
 
 
-def new_delivery(now: dt.datetime) -> dict[str, Any]:
+def new_delivery(now: dt.datetime, *, waiting: bool = False) -> dict[str, Any]:
     """A new delivery's starting values, the same for every delivery of a publish (its
-    ``queue_key`` is each row's own place in the fair order): pending, due now."""
+    ``queue_key`` is each row's own place in the fair order): pending, due now; or waiting
+    (no next attempt), for an endpoint that is held (``health.held``) when it is created:
+    it goes out when the endpoint's circuit closes or it is enabled, as if handed back."""
     return {
         Delivery.status.key: DeliveryStatus.PENDING,
         Delivery.attempt_count.key: 0,
         Delivery.cycle.key: 1,
-        Delivery.next_attempt_at.key: now,
+        Delivery.next_attempt_at.key: None if waiting else now,
         Delivery.created_at.key: now,
         Delivery.updated_at.key: now,
     }

@@ -121,6 +121,7 @@ class DeliveryService:
         routes: dict[tuple[int, str], list[Route]] = {}
         endpoint_public: dict[int, uuid.UUID] = {}
         rows: list[NewDelivery] = []
+        maybe_held: set[int] = set()  # endpoints not closed and enabled when routed
         for event in events:
             key = (event.tenant_id, event.event_type)
             if key not in routes:
@@ -140,13 +141,15 @@ class DeliveryService:
             queue_keys = self.clock.assign(event.tenant_id, len(endpoints), virtual_time)
             for route, queue_key in zip(endpoints, queue_keys, strict=True):
                 endpoint_public[route.endpoint_id] = route.public_id
+                if not route.passes:
+                    maybe_held.add(route.endpoint_id)
                 delivery = NewDelivery(
                     new_id(), event.tenant_id, event.id, route.endpoint_id, queue_key
                 )
                 rows.append(delivery)
         by_event: dict[int, list[Enqueued]] = {}
         if rows:
-            refs = await self.store.insert_deliveries(conn, rows, now)
+            refs = await self.store.insert_deliveries(conn, rows, now, maybe_held=maybe_held)
             for ref in refs:
                 enqueued = Enqueued(ref.public_id, endpoint_public[ref.endpoint_id])
                 by_event.setdefault(ref.event_pk, []).append(enqueued)

@@ -63,9 +63,16 @@ class DeliveryStore(Protocol):
         ...
 
     async def insert_deliveries(
-        self, conn: AsyncConnection, rows: Sequence[NewDelivery], now: dt.datetime
+        self,
+        conn: AsyncConnection,
+        rows: Sequence[NewDelivery],
+        now: dt.datetime,
+        *,
+        maybe_held: Collection[int] = (),
     ) -> list[DeliveryRef]:
-        """New deliveries in their starting state (``lifecycle.new_delivery``), in id order."""
+        """New deliveries in their starting state (``lifecycle.new_delivery``), in the order
+        of ``rows``; those of the ``maybe_held`` endpoints still held (``health.held``, read
+        locked) start waiting."""
         ...
 
     async def claim_due(

@@ -44,6 +44,7 @@ from webhookd.delivery.health import (
     gate,
     probing,
 )
+from webhookd.delivery.health import held as is_held
 from webhookd.delivery.job import Job, Outcome
 from webhookd.delivery.lifecycle import ATTEMPT_END_COLUMNS, GONE, PUT_BACK_COLUMNS, Transition
 from webhookd.delivery.policy import EndpointPolicy
@@ -90,6 +91,8 @@ ROUTING = (
         Endpoint.filter,
         Endpoint.channels,
         QUEUE_HEAD,
+        Endpoint.circuit,
+        Endpoint.disabled_reason,
     )
     .where(Endpoint.tenant_id.in_(bindparam("tenants", expanding=True)))
     .where(Endpoint.is_active.is_(True), Endpoint.kind == EndpointKind.WEBHOOK)
@@ -328,18 +331,51 @@ class CoreStore(RetentionStore, abc.ABC):
     ) -> list[InsertedEvent]:
         """The events inserted (duplicates of an event_id skipped), in input order."""
 
-    @abc.abstractmethod
     async def insert_deliveries(
-        self, conn: AsyncConnection, rows: Sequence[NewDelivery], now: dt.datetime
+        self,
+        conn: AsyncConnection,
+        rows: Sequence[NewDelivery],
+        now: dt.datetime,
+        *,
+        maybe_held: Collection[int] = (),
     ) -> list[DeliveryRef]:
-        """New deliveries in their starting state, in id order."""
+        """New deliveries in their starting state, in the order of ``rows`` (and of their
+        ids, but for rows that start waiting, inserted first). ``maybe_held``: endpoints
+        that did not pass when routed (``Route.passes``); read again, locked, those still
+        held (``health.held``) get their new deliveries waiting rather than due, so that no
+        claim takes them only to hand them back. The lock (FOR NO KEY UPDATE in id order,
+        as a recorder takes it) orders this publish with a recorder closing the circuit or
+        an enable: that comes first (its state is read here, the rows start due) or waits
+        for this commit (and then releases these rows with the others that waited)."""
+        held: set[int] = set()
+        if maybe_held:
+            fresh = await endpoints.health_of(conn, maybe_held, lock=self.lock_rows)
+            held = {e for e, (health, _) in fresh.items() if is_held(health, now)}
+        if not held:
+            return await self._insert_deliveries(conn, rows, lifecycle.new_delivery(now))
+        due = [row for row in rows if row.endpoint_id not in held]
+        waiting = [row for row in rows if row.endpoint_id in held]
+        values = lifecycle.new_delivery(now, waiting=True)
+        refs = await self._insert_deliveries(conn, waiting, values)
+        if due:
+            refs += await self._insert_deliveries(conn, due, lifecycle.new_delivery(now))
+        position = {row.public_id: n for n, row in enumerate(rows)}
+        return sorted(refs, key=lambda ref: position[ref.public_id])
+
+    @abc.abstractmethod
+    async def _insert_deliveries(
+        self, conn: AsyncConnection, rows: Sequence[NewDelivery], values: Mapping[str, Any]
+    ) -> list[DeliveryRef]:
+        """Insert these deliveries, each with ``values`` (``lifecycle.new_delivery``)."""
 
     async def routing(self, conn: AsyncConnection, tenant_ids: Sequence[int]) -> RoutingTable:
         table = RoutingTable({}, None)
         if tenant_ids:
             rows = await self._fetch(conn, ROUTING, {"tenants": sorted(tenant_ids)})
-            for tenant_id, endpoint_id, public_id, types, spec, channels, queue_head in rows:
-                route = Route(endpoint_id, public_id, types, spec, channels)
+            for row in rows:
+                tenant_id, endpoint_id, public_id, types, spec, channels, queue_head = row[:7]
+                passes = row[7] == Circuit.CLOSED and row[8] is None  # Health.passes
+                route = Route(endpoint_id, public_id, types, spec, channels, passes)
                 table.endpoints.setdefault(tenant_id, []).append(route)
                 table.queue_head = queue_head  # the same on every row
         return table

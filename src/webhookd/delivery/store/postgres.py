@@ -151,10 +151,10 @@ class PostgresStore(CoreStore):
         params = {**_columns(rows, _EVENT_ROW), Event.created_at.key: now}
         return [InsertedEvent(*row) for row in await self._fetch(conn, INSERT_EVENTS, params)]
 
-    async def insert_deliveries(
-        self, conn: AsyncConnection, rows: Sequence[NewDelivery], now: dt.datetime
+    async def _insert_deliveries(
+        self, conn: AsyncConnection, rows: Sequence[NewDelivery], values: Mapping[str, Any]
     ) -> list[DeliveryRef]:
-        params = {**_columns(rows, _DELIVERY_ROW), **_plain(lifecycle.new_delivery(now))}
+        params = {**_columns(rows, _DELIVERY_ROW), **_plain(values)}
         return delivery_refs(rows, await self._fetch(conn, INSERT_DELIVERIES, params))
 
     async def _write_attempt_ends(

@@ -192,10 +192,10 @@ class SQLiteStore(CoreStore):
         inserted = await _INSERT_EVENTS.run(conn, events, {Event.created_at.key: now})
         return [InsertedEvent(*row) for row in inserted]
 
-    async def insert_deliveries(
-        self, conn: AsyncConnection, rows: Sequence[NewDelivery], now: dt.datetime
+    async def _insert_deliveries(
+        self, conn: AsyncConnection, rows: Sequence[NewDelivery], values: Mapping[str, Any]
     ) -> list[DeliveryRef]:
-        inserted = await _INSERT_DELIVERIES.run(conn, rows, lifecycle.new_delivery(now))
+        inserted = await _INSERT_DELIVERIES.run(conn, rows, values)
         return delivery_refs(rows, inserted)
 
     async def _write_attempt_ends(

@@ -48,6 +48,7 @@ class Route(NamedTuple):
     event_types: list[str] | None
     filter: dict[str, Any] | None  # delivery/filters.py
     channels: list[str] | None = None  # only events in one of these (routing.in_channels)
+    passes: bool = True  # closed and enabled when routed (else perhaps held: Health.passes)
 
 
 @dataclass(slots=True)
