@@ -270,7 +270,8 @@ def idle(cfg: RunConfig, receiver: ReceiverClient) -> dict[str, Any]:
 
 
 def profile(backend: str, rate: float, seconds: float, svg: Path) -> None:
-    """A py-spy flame graph of the server at ``rate`` events/s (0: idle) for ``seconds``."""
+    """A py-spy flame graph of the server at ``rate`` events/s (0: idle) for ``seconds``
+    (``.txt``: py-spy's raw collapsed stacks, to count)."""
     cfg = RunConfig()
     with Procs() as procs:
         receiver = ReceiverClient(procs)
@@ -283,6 +284,7 @@ def profile(backend: str, rate: float, seconds: float, svg: Path) -> None:
                 "py-spy",
                 [str(Path(sys.executable).with_name("py-spy")), "record", "--subprocesses",
                  "--rate", "200", "-o", str(svg), "--pid", str(server.pid),
+                 "--format", "raw" if svg.suffix == ".txt" else "flamegraph",
                  "--duration", str(int(seconds))],
             )  # fmt: skip
             if rate:

@@ -16,15 +16,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from tests.conftest import TenantCtx, create_tenant
 from tests.fixtures.server import ADMIN_KEY, LiveServer, running_server
 from webhookd.db import Database
 from webhookd.delivery import lifecycle
-from webhookd.delivery.store import common, create_store
+from webhookd.delivery.store import common, create_store, endpoints
 from webhookd.delivery.store.driver import driver_query
-from webhookd.models import Delivery, Tenant
+from webhookd.models import Circuit, Delivery, DisabledReason, Endpoint, Ordering, Tenant
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +100,8 @@ CASES = {
     "held by an owner": (common._HELD[False], {"owner": "someone"}),
     "held, locked": (common._HELD[True], {"owner": "someone"}),
     "routing": (common.ROUTING, {}),
+    "endpoint health": (endpoints.health_query(lock=False), {}),
+    "endpoint health, locked": (endpoints.health_query(lock=True, skip_locked=True), {}),
 }
 
 
@@ -110,7 +112,7 @@ def test_a_select_gives_what_sqlalchemy_gives(
     statement, extra = CASES[name]
 
     async def check(conn: Any, store: Any) -> None:
-        if name == "held, locked" and conn.dialect.name == "sqlite":
+        if name.endswith(", locked") and conn.dialect.name == "sqlite":
             return  # FOR UPDATE: PostgreSQL only
         ids = list((await conn.execute(select(Delivery.id).order_by(Delivery.id))).scalars())
         tenants = list((await conn.execute(select(Tenant.id))).scalars())
@@ -130,6 +132,21 @@ def test_a_select_gives_what_sqlalchemy_gives(
             "tenants": tenants,
             **extra,
         }
+        if name.startswith("endpoint health"):  # one endpoint with every column set
+            params["ids"] = list((await conn.execute(select(Endpoint.id))).scalars())
+            await conn.execute(
+                update(Endpoint)
+                .where(Endpoint.id == params["ids"][0])
+                .values(
+                    circuit=Circuit.OPEN,
+                    circuit_until=params["now"],
+                    circuit_cooldown=60.0,
+                    consecutive_failures=7,
+                    failing_since=params["now"],
+                    disabled_reason=DisabledReason.FAILING,
+                    ordering=Ordering.FIFO,
+                )
+            )
         expected = list(await conn.execute(statement, params))
         got = await store._fetch(conn, statement, params)
         assert expected, "nothing to compare"

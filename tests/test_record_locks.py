@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.conftest import create_tenant
 from tests.fixtures.receiver import Receiver
 from tests.fixtures.server import ADMIN_KEY, LiveServer, running_server
-from webhookd.delivery.store.endpoints import health_of
+from webhookd.delivery.store.postgres import PostgresStore
 from webhookd.ids import Kind, parse_id
 
 
@@ -45,6 +45,7 @@ def _dsn(server: LiveServer) -> str:
 async def _lock_while_a_publish_holds_key_share(server: LiveServer, endpoint_pk: int) -> None:
     publish = await asyncpg.connect(_dsn(server))
     engine = create_async_engine(server.settings.database_url, pool_size=1)
+    store = PostgresStore(str)  # the recorder's read of endpoint health, on the driver
     try:
         async with publish.transaction():
             # What the foreign key of a delivery being inserted takes on its endpoint.
@@ -53,11 +54,11 @@ async def _lock_while_a_publish_holds_key_share(server: LiveServer, endpoint_pk:
             )
             async with engine.begin() as conn:
                 await conn.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
-                found = await health_of(conn, [endpoint_pk], lock=True)
+                found = await store.health_of(conn, [endpoint_pk])
                 assert endpoint_pk in found
             # And two recorders still exclude each other (one endpoint's health at a time).
             async with engine.begin() as first:
-                await health_of(first, [endpoint_pk], lock=True)
+                await store.health_of(first, [endpoint_pk])
                 other = await asyncpg.connect(_dsn(server))
                 try:
                     async with other.transaction():

@@ -323,6 +323,16 @@ class CoreStore(RetentionStore, abc.ABC):
     ) -> None:
         await conn.execute(statement, params)
 
+    async def health_of(
+        self, conn: AsyncConnection, endpoint_ids: Iterable[int], *, skip_locked: bool = False
+    ) -> dict[int, tuple[Health, bool]]:
+        """Each endpoint's health and whether it is FIFO, read now, locked where the
+        database has row locks (``endpoints.health_query``)."""
+        query = endpoints.health_query(lock=self.lock_rows, skip_locked=skip_locked)
+        return endpoints.health_by_id(
+            await self._fetch(conn, query, {"ids": sorted(set(endpoint_ids))})
+        )
+
     # -- publishing --------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -349,7 +359,7 @@ class CoreStore(RetentionStore, abc.ABC):
         for this commit (and then releases these rows with the others that waited)."""
         held: set[int] = set()
         if maybe_held:
-            fresh = await endpoints.health_of(conn, maybe_held, lock=self.lock_rows)
+            fresh = await self.health_of(conn, maybe_held)
             held = {e for e, (health, _) in fresh.items() if is_held(health, now)}
         if not held:
             return await self._insert_deliveries(conn, rows, lifecycle.new_delivery(now))
@@ -499,7 +509,7 @@ class CoreStore(RetentionStore, abc.ABC):
         gated = {j.endpoint_id for j in claim.jobs if j.fifo or not j.health.passes}
         if not gated:
             return
-        fresh = await endpoints.health_of(conn, gated, lock=self.lock_rows, skip_locked=True)
+        fresh = await self.health_of(conn, gated, skip_locked=True)
         keep: list[Job] = []
         by_endpoint: dict[int, list[Job]] = {}
         for job in claim.jobs:
@@ -673,7 +683,7 @@ class CoreStore(RetentionStore, abc.ABC):
         )
         if not watched:
             return
-        fresh = await endpoints.health_of(conn, watched, lock=self.lock_rows)
+        fresh = await self.health_of(conn, watched)
         changed: dict[int, Health] = {}
         for endpoint_id in watched:
             if endpoint_id not in fresh:
@@ -733,7 +743,7 @@ class CoreStore(RetentionStore, abc.ABC):
     async def release_waiting(
         self, conn: AsyncConnection, *, endpoint_id: int, now: dt.datetime
     ) -> list[int]:
-        fresh = await endpoints.health_of(conn, [endpoint_id], lock=self.lock_rows)
+        fresh = await self.health_of(conn, [endpoint_id])
         if endpoint_id not in fresh or fresh[endpoint_id][0].disabled_reason is not None:
             return []
         return await endpoints.release_endpoint(conn, endpoint_id, None, now)
@@ -744,7 +754,7 @@ class CoreStore(RetentionStore, abc.ABC):
         """Enable the endpoint: breaker reset, active, what waited (or was deferred by
         its breaker) due now; an ``endpoint.enabled`` notice if it was disabled. The ids
         of the deliveries made due."""
-        fresh = await endpoints.health_of(conn, [endpoint_id], lock=self.lock_rows)
+        fresh = await self.health_of(conn, [endpoint_id])
         if endpoint_id not in fresh:
             return []
         state, _ = fresh[endpoint_id]

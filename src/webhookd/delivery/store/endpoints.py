@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.base import Executable
 
 from webhookd.db import UTCDateTime
 from webhookd.delivery import lifecycle
@@ -155,13 +156,15 @@ RELEASE_HEAD = (
 
 
 # Success with a clean view of the endpoint: forget failures another process counted.
-async def health_of(
-    conn: AsyncConnection, endpoint_ids: Iterable[int], *, lock: bool, skip_locked: bool = False
-) -> dict[int, tuple[Health, bool]]:
-    """Each endpoint's health and whether it is FIFO, read (locked) now. ``skip_locked``
-    (with ``lock``): an endpoint another transaction holds is left out."""
-    query = _HEALTH_SKIP_LOCKED if lock and skip_locked else _HEALTH_OF[lock]
-    rows = await conn.execute(query, {"ids": sorted(set(endpoint_ids))})
+def health_query(*, lock: bool, skip_locked: bool = False) -> Executable:
+    """The statement reading endpoints' health and ordering (bound ``ids``), locked with
+    ``lock``; ``skip_locked`` (with ``lock``): an endpoint another transaction holds is
+    left out. The stores run it on their driver (:func:`health_by_id` reads the rows)."""
+    return _HEALTH_SKIP_LOCKED if lock and skip_locked else _HEALTH_OF[lock]
+
+
+def health_by_id(rows: Iterable[Any]) -> dict[int, tuple[Health, bool]]:
+    """Each endpoint's health and whether it is FIFO, from :func:`health_query`'s rows."""
     return {row.id: (Health.of(row), row.ordering == Ordering.FIFO) for row in rows}
 
 
