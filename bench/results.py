@@ -173,7 +173,12 @@ def machine() -> dict[str, Any]:
         cpu = match.group(1).strip() if match else cpu
     names = ["webhookd", "wrk"]
     requires = importlib.metadata.requires("webhookd") or []
-    names += [re.split(r"[\s\[<>=;!~]", r, maxsplit=1)[0] for r in requires if "extra" not in r]
+    # The server's own dependencies (its "server" extra) and the base ones; not dev or docs.
+    names += [
+        re.split(r"[\s\[<>=;!~]", r, maxsplit=1)[0]
+        for r in requires
+        if "extra" not in r or 'extra == "server"' in r
+    ]
     names += ["uvloop", "httptools", "psutil", "tqdm", "httpx", "standardwebhooks"]
     versions: dict[str, str] = {}
     for name in dict.fromkeys(names):
