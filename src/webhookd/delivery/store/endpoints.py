@@ -155,7 +155,6 @@ RELEASE_HEAD = (
 )
 
 
-# Success with a clean view of the endpoint: forget failures another process counted.
 def health_query(*, lock: bool, skip_locked: bool = False) -> Executable:
     """The statement reading endpoints' health and ordering (bound ``ids``), locked with
     ``lock``; ``skip_locked`` (with ``lock``): an endpoint another transaction holds is
