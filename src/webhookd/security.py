@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -18,6 +19,7 @@ import json
 import os
 import re
 import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,11 +70,28 @@ def admin_key_path(settings: Settings) -> Path:
     return _beside_database(settings, ADMIN_KEY_FILE_SUFFIX)
 
 
-def _write_private(path: Path, text: str) -> None:
+def _store_private(path: Path, text: str, *, replace: bool = False) -> str:
+    """Store ``text`` (mode 0600) at ``path`` unless the file is there already; what the file
+    holds afterwards. Processes started together on a fresh database (an API and its workers)
+    all get here: the file appears whole and at once (a complete temporary file linked into
+    place), the first link wins, and the others read what it stored, so every process uses
+    the same secrets. ``replace``: overwrite an unusable file (atomically, the last wins)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        if replace:
+            os.replace(temporary, path)
+            return text
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return path.read_text()
+        return text
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
 
 
 def resolve_admin_key(settings: Settings) -> tuple[str, str]:
@@ -86,12 +105,10 @@ def resolve_admin_key(settings: Settings) -> tuple[str, str]:
     if settings.environment == "production":
         raise SystemExit("WEBHOOKD_ADMIN_KEY must be set when WEBHOOKD_ENVIRONMENT=production")
     path = admin_key_path(settings)
-    if path.exists():
-        key = path.read_text().strip()
-        if key:
-            return key, str(path)
-    key = "whadm_" + secrets.token_urlsafe(32)
-    _write_private(path, key + "\n")
+    key = path.read_text().strip() if path.exists() else ""
+    if not key:
+        fresh = "whadm_" + secrets.token_urlsafe(32) + "\n"
+        key = _store_private(path, fresh, replace=path.exists()).strip()
     return key, str(path)
 
 
@@ -143,11 +160,12 @@ def resolve_server_secrets(settings: Settings) -> ServerSecrets:
     path = _beside_database(settings, SECRETS_FILE_SUFFIX)
     stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     if not stored.get("encryption_key") or not stored.get("api_key_pepper"):
-        stored = {
+        fresh = {
             "encryption_key": Fernet.generate_key().decode(),
             "api_key_pepper": secrets.token_urlsafe(32),
         }
-        _write_private(path, json.dumps(stored, indent=2) + "\n")
+        text = json.dumps(fresh, indent=2) + "\n"
+        stored = json.loads(_store_private(path, text, replace=path.exists()))
     return ServerSecrets(
         SecretBox(settings.encryption_key or stored["encryption_key"]),
         settings.api_key_pepper or stored["api_key_pepper"],

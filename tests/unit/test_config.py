@@ -97,6 +97,73 @@ def test_server_secrets_generated_once_in_development(tmp_path: Path) -> None:
     assert again.box.decrypt(first.box.encrypt("whsec_x")) == "whsec_x"
 
 
+def _lose_the_race(monkeypatch: pytest.MonkeyPatch, path: Path, winner: str) -> None:
+    """Another process stores ``winner`` at ``path`` just after this one found no file."""
+    from webhookd import security
+
+    store = security._store_private
+
+    def late(target: Path, text: str, *, replace: bool = False) -> str:
+        target.write_text(winner)
+        return store(target, text, replace=replace)
+
+    monkeypatch.setattr(security, "_store_private", late)
+    assert not path.exists()
+
+
+def test_server_secrets_of_a_process_that_lost_the_race_are_the_winners(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An API and its workers started together on a fresh database: the file one of them
+    stored between another's look and its write is the one both use (before: the second
+    overwrote it, and the two hashed API keys with different peppers: 401s)."""
+    from cryptography.fernet import Fernet
+
+    from webhookd.security import resolve_server_secrets
+
+    path = tmp_path / "w.db.secrets"
+    key = Fernet.generate_key().decode()
+    _lose_the_race(monkeypatch, path, f'{{"encryption_key": "{key}", "api_key_pepper": "p1"}}')
+    got = resolve_server_secrets(Settings(database_url=f"sqlite:///{tmp_path / 'w.db'}"))
+    assert got.pepper == "p1"
+    assert Fernet(key.encode()).decrypt(got.box.encrypt("x").encode()) == b"x"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_admin_key_of_a_process_that_lost_the_race_is_the_winners(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "w.db.admin-key"
+    _lose_the_race(monkeypatch, path, "whadm_first\n")
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'w.db'}", admin_key=None)
+    assert resolve_admin_key(settings) == ("whadm_first", str(path))
+
+
+def _pepper_of(database: str) -> str:
+    from webhookd.security import resolve_server_secrets
+
+    return resolve_server_secrets(Settings(database_url=database)).pepper
+
+
+def test_processes_started_together_share_one_set_of_secrets(tmp_path: Path) -> None:
+    import multiprocessing
+
+    database = f"sqlite:///{tmp_path / 'w.db'}"
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        peppers = pool.map(_pepper_of, [database] * 12)
+    assert len(set(peppers)) == 1, peppers
+    assert _pepper_of(database) == peppers[0]
+
+
+def test_an_empty_secrets_file_is_replaced(tmp_path: Path) -> None:
+    from webhookd.security import resolve_server_secrets
+
+    (tmp_path / "w.db.secrets").write_text("{}")
+    first = resolve_server_secrets(Settings(database_url=f"sqlite:///{tmp_path / 'w.db'}"))
+    assert first.pepper
+    assert _pepper_of(f"sqlite:///{tmp_path / 'w.db'}") == first.pepper
+
+
 def test_production_requires_server_secrets(tmp_path: Path) -> None:
     from webhookd.security import resolve_server_secrets
 
