@@ -202,3 +202,35 @@ def test_an_endpoint_with_room_again_after_a_claim_is_searched_for_from_the_head
         return made
 
     assert asyncio.run(scenario()) == [FULL, FULL]
+
+
+def test_wakes_soon_after_a_claim_share_the_next_claim() -> None:
+    """Publishes a few ms apart each wake the dispatcher: the claim they cause runs
+    ``CLAIM_SPACING`` after the previous one began, and takes all of them at once."""
+    from webhookd.delivery.engine import CLAIM_SPACING
+
+    async def scenario() -> list[float]:
+        eng = engine()
+        loop = asyncio.get_running_loop()
+        started: list[float] = []
+
+        async def claim_due(conn: Any, **kwargs: Any) -> Claim:
+            started.append(loop.time())
+            return Claim([], set(), True)
+
+        eng.store.claim_due = claim_due  # type: ignore[method-assign]
+        dispatcher = asyncio.create_task(eng._dispatch_loop())
+        while not started:  # the first claim, at start-up
+            await asyncio.sleep(0)
+        for _ in range(5):  # five publishes within the spacing
+            eng.wake(1)
+            await asyncio.sleep(CLAIM_SPACING / 10)
+        await asyncio.sleep(CLAIM_SPACING * 4)
+        eng._stopping = True
+        eng.wake()
+        await asyncio.wait_for(dispatcher, timeout=5)
+        return started
+
+    started = asyncio.run(scenario())
+    assert len(started) == 2, started  # not one claim per wake
+    assert started[1] - started[0] >= CLAIM_SPACING - 0.001  # timers may fire 1 ms early
