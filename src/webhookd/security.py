@@ -70,12 +70,22 @@ def admin_key_path(settings: Settings) -> Path:
     return _beside_database(settings, ADMIN_KEY_FILE_SUFFIX)
 
 
+def _read_private(path: Path) -> str | None:
+    """What a generated-secret file holds; None if there is none."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
 def _store_private(path: Path, text: str, *, replace: bool = False) -> str:
     """Store ``text`` (mode 0600) at ``path`` unless the file is there already; what the file
     holds afterwards. Processes started together on a fresh database (an API and its workers)
     all get here: the file appears whole and at once (a complete temporary file linked into
     place), the first link wins, and the others read what it stored, so every process uses
-    the same secrets. ``replace``: overwrite an unusable file (atomically, the last wins)."""
+    the same secrets. ``replace``: overwrite the unusable file that was read (empty, or
+    JSON without the keys; atomically, the last writer wins) — decided from what was read,
+    never from whether the file exists now (another process may have just stored it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -105,10 +115,11 @@ def resolve_admin_key(settings: Settings) -> tuple[str, str]:
     if settings.environment == "production":
         raise SystemExit("WEBHOOKD_ADMIN_KEY must be set when WEBHOOKD_ENVIRONMENT=production")
     path = admin_key_path(settings)
-    key = path.read_text().strip() if path.exists() else ""
+    found = _read_private(path)
+    key = (found or "").strip()
     if not key:
         fresh = "whadm_" + secrets.token_urlsafe(32) + "\n"
-        key = _store_private(path, fresh, replace=path.exists()).strip()
+        key = _store_private(path, fresh, replace=found is not None).strip()
     return key, str(path)
 
 
@@ -158,14 +169,15 @@ def resolve_server_secrets(settings: Settings) -> ServerSecrets:
             "WEBHOOKD_ENVIRONMENT=production"
         )
     path = _beside_database(settings, SECRETS_FILE_SUFFIX)
-    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    found = _read_private(path)
+    stored: dict[str, str] = json.loads(found) if found is not None else {}
     if not stored.get("encryption_key") or not stored.get("api_key_pepper"):
         fresh = {
             "encryption_key": Fernet.generate_key().decode(),
             "api_key_pepper": secrets.token_urlsafe(32),
         }
         text = json.dumps(fresh, indent=2) + "\n"
-        stored = json.loads(_store_private(path, text, replace=path.exists()))
+        stored = json.loads(_store_private(path, text, replace=found is not None))
     return ServerSecrets(
         SecretBox(settings.encryption_key or stored["encryption_key"]),
         settings.api_key_pepper or stored["api_key_pepper"],

@@ -101,14 +101,12 @@ def _lose_the_race(monkeypatch: pytest.MonkeyPatch, path: Path, winner: str) -> 
     """Another process stores ``winner`` at ``path`` just after this one found no file."""
     from webhookd import security
 
-    store = security._store_private
-
-    def late(target: Path, text: str, *, replace: bool = False) -> str:
+    def read_then_lose(target: Path) -> str | None:
+        assert not target.exists()
         target.write_text(winner)
-        return store(target, text, replace=replace)
+        return None  # what this process saw
 
-    monkeypatch.setattr(security, "_store_private", late)
-    assert not path.exists()
+    monkeypatch.setattr(security, "_read_private", read_then_lose)
 
 
 def test_server_secrets_of_a_process_that_lost_the_race_are_the_winners(
