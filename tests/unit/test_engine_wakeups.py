@@ -222,9 +222,10 @@ def test_wakes_soon_after_a_claim_share_the_next_claim() -> None:
         dispatcher = asyncio.create_task(eng._dispatch_loop())
         while not started:  # the first claim, at start-up
             await asyncio.sleep(0)
-        for _ in range(5):  # five publishes within the spacing
+        for _ in range(5):  # five publishes, the dispatcher running between them
             eng.wake(1)
-            await asyncio.sleep(CLAIM_SPACING / 10)
+            for _ in range(3):
+                await asyncio.sleep(0)
         await asyncio.sleep(CLAIM_SPACING * 4)
         eng._stopping = True
         eng.wake()
