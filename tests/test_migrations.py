@@ -10,11 +10,12 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from tests.fixtures.db import BACKENDS, TestDatabase
 from webhookd.config import Settings
 from webhookd.db import Base, create_engine
-from webhookd.migrate import alembic_config, upgrade
+from webhookd.migrate import HEAD, alembic_config, current_revision, upgrade
 
 
 def _diff(settings: Settings) -> list[object]:
@@ -43,6 +44,24 @@ def test_upgrade_from_empty_matches_models(tmp_path: Path, backend: str) -> None
         assert _diff(settings) == []
     finally:
         database.drop()
+
+
+def test_head_is_the_newest_migration(tmp_path: Path) -> None:
+    """`upgrade` skips Alembic for a database at HEAD: HEAD must name the newest migration."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'm.db'}")
+    assert ScriptDirectory.from_config(alembic_config(settings)).get_heads() == [HEAD]
+
+
+def test_a_database_behind_head_is_upgraded(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'm.db'}")
+    assert current_revision(settings) is None
+    upgrade(settings)
+    assert current_revision(settings) == HEAD
+    command.downgrade(alembic_config(settings), "-1")
+    assert current_revision(settings) not in (None, HEAD)
+    upgrade(settings)
+    assert current_revision(settings) == HEAD
+    assert _diff(settings) == []
 
 
 def test_downgrade_to_base_and_up_again(tmp_path: Path) -> None:

@@ -28,15 +28,10 @@ from tests.api_errors import assert_error
 from tests.conftest import create_tenant
 from tests.fixtures.server import ADMIN_KEY, LiveServer, free_port, make_settings, running_server
 from tests.fixtures.services import REDIS_URL, require_service
-from webhookd import ratelimit
 from webhookd.config import Settings
 from webhookd.errors import AppError
-from webhookd.ratelimit import (
-    Decision,
-    MemoryRateLimiter,
-    RedisRateLimiter,
-    create_rate_limiter,
-)
+from webhookd.ratelimit import Decision, MemoryRateLimiter, create_rate_limiter, redis_buckets
+from webhookd.ratelimit.redis_buckets import RedisRateLimiter
 
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1 of loopback
 DEFAULT_PREFIX = "webhookd:ratelimit:"
@@ -260,7 +255,7 @@ class RecordingLog:
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> RecordingLog:
     log = RecordingLog()
-    monkeypatch.setattr(ratelimit, "log", log)
+    monkeypatch.setattr(redis_buckets, "log", log)
     return log
 
 

@@ -38,7 +38,6 @@ from webhookd.event.batcher import PublishBatcher
 from webhookd.eventtype.catalog import EventTypeCatalog, catalog_rows
 from webhookd.jobs.runner import JobRunner
 from webhookd.queue.base import DeliveryQueue
-from webhookd.queue.celery import CeleryQueue, create_celery
 from webhookd.queue.inprocess import DatabaseOnlyQueue, InProcessQueue
 from webhookd.ratelimit import (
     EndpointLimiter,
@@ -95,6 +94,8 @@ async def build_runtime(
     endpoint_limiter: EndpointLimiter | None = None
     queue: DeliveryQueue
     if role == "api" and settings.broker_url:
+        from webhookd.queue.celery import CeleryQueue, create_celery  # Celery only with a broker
+
         queue = CeleryQueue(create_celery(settings))  # Celery workers deliver
     elif role == "worker" or settings.run_workers:
         client = create_client(settings)

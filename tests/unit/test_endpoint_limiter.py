@@ -25,12 +25,12 @@ from tests.unit.test_ratelimit import FakeClock
 from webhookd.config import Settings
 from webhookd.ratelimit import (
     MemoryEndpointLimiter,
-    RedisEndpointLimiter,
     create_endpoint_limiter,
     endpoint_burst,
     take_token,
     take_tokens,
 )
+from webhookd.ratelimit.redis_buckets import RedisEndpointLimiter
 
 __all__ = ["prefix", "recorded"]  # fixtures, used by name
 

@@ -6,11 +6,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, cast
 
-import redis.asyncio
 from fastapi import APIRouter, Header, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
-from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
@@ -74,7 +72,13 @@ READY_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# redis-py and kombu are imported by the checks that need them: the embedded default, which
+# configures neither, never loads them.
+
+
 async def _ping_redis(url: str) -> None:
+    import redis.asyncio
+
     client = redis.asyncio.Redis.from_url(
         url, socket_connect_timeout=CHECK_TIMEOUT, socket_timeout=CHECK_TIMEOUT
     )
@@ -85,6 +89,8 @@ async def _ping_redis(url: str) -> None:
 
 
 def _connect_broker(url: str) -> None:
+    from kombu import Connection
+
     with Connection(url, connect_timeout=CHECK_TIMEOUT) as conn:
         conn.ensure_connection(max_retries=0)  # one try: kombu retries from 1 on
 

@@ -20,9 +20,8 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema_rs
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -32,6 +31,9 @@ from webhookd.errors import Unprocessable
 from webhookd.eventtype import repository
 from webhookd.eventtype.validation import SchemaError, compile_schema, first_violation
 from webhookd.logging import log_failure
+
+if TYPE_CHECKING:
+    import jsonschema_rs
 
 __all__ = ["EventTypeCatalog", "TenantRules", "catalog_rows"]
 

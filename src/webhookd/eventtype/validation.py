@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import jsonschema_rs
 import orjson
+
+if TYPE_CHECKING:
+    import jsonschema_rs
 
 MAX_SCHEMA_BYTES = 64 * 1024
 
@@ -50,6 +52,8 @@ def compile_schema(schema: dict[str, Any]) -> jsonschema_rs.Validator:
 
 @functools.lru_cache(maxsize=4096)
 def _compiled(text: str) -> jsonschema_rs.Validator:
+    import jsonschema_rs  # ~6 MB, loaded with the first schema (most deployments have none)
+
     schema = orjson.loads(text)
     try:
         jsonschema_rs.meta.validate(schema)
