@@ -235,3 +235,36 @@ def test_wakes_soon_after_a_claim_share_the_next_claim() -> None:
     started = asyncio.run(scenario())
     assert len(started) == 2, started  # not one claim per wake
     assert started[1] - started[0] >= CLAIM_SPACING - 0.001  # timers may fire 1 ms early
+
+
+def test_an_endpoint_at_its_cap_again_does_not_make_claims_search_past_it() -> None:
+    """Draining one endpoint's large backlog: its attempts end, it has room, a claim fills
+    its cap again. A claim made then (more slots free) must not look past it: that search
+    reads its whole backlog (~90 ms at 1M rows) and can find nothing new. Several such
+    searches a second cost a third of the drain at 1M (bench/scale.py)."""
+
+    async def scenario() -> list[tuple[bool, int | None]]:
+        eng = engine()
+        made: list[tuple[bool, int | None]] = []
+        eng._by_endpoint[ENDPOINT] = CAP
+
+        async def claim_due(conn: Any, **kwargs: Any) -> Claim:
+            made.append((kwargs["search_past_saturated"], kwargs["search_from"]))
+            at_cap = eng._by_endpoint.get(ENDPOINT, 0) >= CAP
+            if not at_cap:
+                eng._by_endpoint[ENDPOINT] = CAP  # this claim fills the cap again
+            searched = kwargs["search_past_saturated"] and at_cap
+            return Claim([], {ENDPOINT}, searched)
+
+        eng.store.claim_due = claim_due  # type: ignore[method-assign]
+        await eng._claim(10)  # the endpoint at its cap: one search, nothing else due
+        eng._held_back = {ENDPOINT}
+        eng._endpoint_done(ENDPOINT)  # an attempt ends: room again
+        assert eng._wake.is_set()
+        await eng._claim(10)  # its rows may lie anywhere: from the head
+        await eng._claim(10)  # at its cap again: the head only
+        eng.wake(700)  # a publish: search from its queue keys
+        await eng._claim(10)
+        return made
+
+    assert asyncio.run(scenario()) == [FULL, FULL, NONE, (True, 700)]

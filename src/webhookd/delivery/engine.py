@@ -97,6 +97,9 @@ class DeliveryEngine:
         # backlogs from the head of the queue.
         self._search_past_saturated = True
         self._search_floor: int | None = None
+        # Held-back endpoints that had room again since the last search that saw all due
+        # work: their rows may sit behind a saturated endpoint's backlog.
+        self._roomed: set[int] = set()
         self._wakes = 0  # wake-ups so far: one during a claim keeps its search going
         self._claimed_all = False  # the last claim leased as many rows as it asked for
         self._new_work = True  # woken (a publish, a retry, the poll) since the last claim
@@ -161,6 +164,20 @@ class DeliveryEngine:
         self._search_past_saturated, self._search_floor = True, None
         self._wakes += 1
 
+    def _got_room(self, endpoint_id: int) -> None:
+        """A held-back endpoint has room: claim now. Its rows may sit behind a saturated
+        endpoint's backlog, so the next claim looks past the saturated endpoints from the
+        head of the queue, unless it is at its cap again by then: its rows could not be
+        taken, and the search would read the others' backlogs for nothing (the drain of
+        one endpoint's large backlog, which refills its cap between two claims, did that
+        several times a second, each search reading the whole backlog)."""
+        self._roomed.add(endpoint_id)
+        self._wakes += 1
+        self._wake.set()
+
+    def _at_cap(self, endpoint_id: int) -> bool:
+        return self._by_endpoint.get(endpoint_id, 0) >= self.caps.cap(endpoint_id)
+
     async def _claim(self, limit: int) -> list[Job]:
         """Lease up to ``limit`` due deliveries to this engine, in fair order."""
         loop_time = asyncio.get_running_loop().time()
@@ -169,6 +186,7 @@ class DeliveryEngine:
             self._next_probe_search = loop_time + self.settings.poll_interval
         new_work, self._new_work = self._new_work, False
         wakes = self._wakes
+        roomed = any(not self._at_cap(endpoint_id) for endpoint_id in self._roomed)
         self._claim_started = asyncio.get_running_loop().time()  # the leases run from here
         async with self.db.write_connection() as conn:
             claim = await self.store.claim_due(
@@ -179,8 +197,8 @@ class DeliveryEngine:
                 limit=limit,
                 in_flight=self._by_endpoint,
                 endpoint_caps=self.caps.cap,
-                search_past_saturated=self._search_past_saturated,
-                search_from=self._search_floor,
+                search_past_saturated=self._search_past_saturated or roomed,
+                search_from=None if roomed else self._search_floor,
                 search_past_capped=new_work,
                 probe=probe,
             )
@@ -189,13 +207,14 @@ class DeliveryEngine:
         self._held_back = claim.held_back
         if claim.exhausted and wakes == self._wakes:  # nothing came while it ran
             self._search_past_saturated, self._search_floor = False, None
+            self._roomed.clear()
         # Attempts that ended while this claim ran checked the previous claim's held-back
         # set; an endpoint of this one that already has room again must not wait for the
         # poll (with an instant receiver, all of an endpoint's attempts can end meanwhile),
         # and its rows may lie anywhere behind the others: search from the head.
-        if any(self._has_room(endpoint_id) for endpoint_id in claim.held_back):
-            self._search_all()
-            self._wake.set()
+        for endpoint_id in claim.held_back:
+            if self._has_room(endpoint_id):
+                self._got_room(endpoint_id)
         for job in claim.jobs:
             self.caps.ordering(job.endpoint_id, fifo=job.fifo)
         # Rows handed back (open circuit, FIFO turn, rate limit) were due too: a claim that
@@ -313,9 +332,7 @@ class DeliveryEngine:
         else:
             self._by_endpoint[endpoint_id] = count
         if endpoint_id in self._held_back and self._has_room(endpoint_id):
-            # Its rows may sit behind a saturated endpoint's backlog: look past it.
-            self._search_all()
-            self._wake.set()
+            self._got_room(endpoint_id)
 
     def _has_room(self, endpoint_id: int) -> bool:
         """A quarter of the endpoint's slots (at least one) are free."""
