@@ -34,6 +34,7 @@ from bench.services import fresh_postgres
 from bench.webhookd_proc import PENDING_SQL, base_env, create_tenant, pg, start_serve
 
 REFERENCE = "scale-ref"
+PENDING_RSS_SIZE, PENDING_RSS_LIMIT_MB = 1_000_000, 150.0  # issue 18: RSS with 1M pending
 # Copies of the reference event and of its delivery row: every column the API's publish
 # writes (webhookd/event/service.py), with the reference's own values; only the event_id
 # differs. {series} yields n = 1 .. :count.
@@ -207,6 +208,16 @@ def evaluate(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "met": peak <= RSS_LIMIT_MB,
             }
         )
+        if big["size"] >= PENDING_RSS_SIZE:
+            peak = big["median"]["peak_rss_mb"]
+            targets.append(
+                {
+                    "what": f"{backend}: peak RSS with {big['size']:,} pending (issue 18: "
+                    f"≤ {PENDING_RSS_LIMIT_MB:.0f} MB)",
+                    "measured": f"{peak:.0f} MB",
+                    "met": peak <= PENDING_RSS_LIMIT_MB,
+                }
+            )
     return targets
 
 
