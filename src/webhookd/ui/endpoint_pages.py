@@ -149,7 +149,6 @@ async def _endpoint_page(
     status_code: int = 200,
 ) -> Response:
     row = await endpoints.get_endpoint(session, tenant_id=tenant.id, endpoint_id=endpoint_id)
-    endpoint = EndpointRead.of(row, tenant.ref, endpoints.endpoint_headers(row, runtime.secrets))
     rows = await runtime.deliveries.list_deliveries(
         session,
         tenant_id=tenant.id,
@@ -159,6 +158,11 @@ async def _endpoint_page(
         limit=HEALTH_WINDOW,
         before=None,
     )
+    # Read the endpoint's health again: on PostgreSQL each statement sees what committed
+    # before it, so a failure recorded between the two reads would show in the list with
+    # its endpoint's failure count still the one before it.
+    await session.refresh(row)
+    endpoint = EndpointRead.of(row, tenant.ref, endpoints.endpoint_headers(row, runtime.secrets))
     recent = [DeliveryRead.of(r) for r in rows]
     test_delivery = None
     if sent:
