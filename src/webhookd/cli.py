@@ -10,7 +10,6 @@ import os
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from webhookd import __version__
 from webhookd.startup import (
@@ -55,7 +54,7 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the HTTP API with the delivery workers in the same process."""
-    from webhookd.api.server import server_options
+    from webhookd.api.server import run
     from webhookd.app import create_app
     from webhookd.migrate import upgrade
     from webhookd.security import resolve_admin_key, resolve_server_secrets
@@ -71,6 +70,7 @@ def serve(
             upgrade(settings)
         admin_key, source = resolve_admin_key(settings)
         secrets_source = resolve_server_secrets(settings).source
+        # Several processes each build their app from the same environment.
         app_or_factory = "webhookd.app:create_app" if workers > 1 else create_app(settings)
     if source == "WEBHOOKD_ADMIN_KEY":  # the operator knows it; keep it out of log collectors
         admin_key = admin_key[:8] + "…"
@@ -86,16 +86,7 @@ def serve(
         + (f"\n  {workers} API processes" if workers > 1 else ""),
         err=True,
     )
-    uvicorn.run(
-        # Several processes each build their app from the same environment.
-        app_or_factory,
-        factory=workers > 1,
-        workers=workers,
-        host=host,
-        port=port,
-        loop="uvloop",
-        **server_options(settings),
-    )
+    run(app_or_factory, workers=workers, host=host, port=port, settings=settings)
 
 
 @app.command()

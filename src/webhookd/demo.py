@@ -83,7 +83,7 @@ def _free_port() -> int:
 async def own_server() -> AsyncIterator[tuple[str, str]]:
     """webhookd on a temporary SQLite database, loopback allowed as a target (the SSRF
     guard stays on for everything else): (base URL, admin key)."""
-    from webhookd.api.server import server_options
+    from webhookd.api.server import Server, server_options
     from webhookd.app import create_app
     from webhookd.migrate import upgrade
 
@@ -98,7 +98,7 @@ async def own_server() -> AsyncIterator[tuple[str, str]]:
         port = _free_port()
         options = server_options(settings)
         config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, **options)
-        server = uvicorn.Server(config)
+        server = Server(config)
         task = asyncio.create_task(server.serve())
         deadline = time.monotonic() + 20
         while not server.started:
