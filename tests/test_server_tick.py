@@ -41,7 +41,7 @@ def serving(tick: float) -> Iterator[tuple[Server, threading.Thread, str]]:
         thread.join(timeout=10)
 
 
-def test_a_stop_request_ends_the_server_within_its_tick() -> None:
+def test_a_stop_request_ends_the_server_before_its_next_tick() -> None:
     with serving(tick=30.0) as (server, thread, url):
         assert httpx.get(url).status_code == 204
         asked = time.monotonic()
