@@ -11,6 +11,10 @@ PostgreSQL (a fresh database, no broker). For each phase:
   serving this database (``pg_stat_activity``), reported beside it, not in it;
 - ``p50_ms_<rate>``: publish → first arrival at the receiver, median.
 
+``everyday.floor``: the same phases against ``bench/relay_app.py`` (webhookd's publish route
+and delivery attempt with no database: the HTTP work in and out alone), the floor that
+``INFO_RATIOS`` divides the CPU per delivered event by.
+
 ``everyday.idle``: CPU % of one core of a fresh server with no traffic, measured over
 ``idle_seconds`` once start-up settled, on SQLite and on PostgreSQL.
 
@@ -44,9 +48,11 @@ import aiohttp
 import psutil
 import uvloop
 
+from bench.ceiling_app import API_KEY as RELAY_KEY
+from bench.ceilings import CEILING_SECRET as SECRET
 from bench.config import RunConfig
 from bench.loadgen import event_body
-from bench.procs import BenchError, Procs, tail
+from bench.procs import LOCALHOST, BenchError, Procs, free_port, tail
 from bench.receiver import ReceiverClient, check_signatures
 from bench.services import fresh_postgres
 from bench.webhookd_proc import Server, Tenant, base_env, create_tenant, pg, start_serve
@@ -248,6 +254,19 @@ def everyday_server(
 def everyday(cfg: RunConfig, receiver: ReceiverClient, backend: str) -> dict[str, Any]:
     with Procs() as procs, everyday_server(procs, receiver, backend) as (server, tenant, dsn):
         return _run_rates(cfg, receiver, server, tenant, dsn)
+
+
+def floor(cfg: RunConfig, receiver: ReceiverClient) -> dict[str, Any]:
+    """The same phases against ``bench/relay_app.py``: webhookd's publish route and delivery
+    attempt without a database, the floor under the CPU per delivered event."""
+    with Procs() as procs:
+        port = free_port()
+        target = receiver.url("/hook/0")
+        proc = procs.python("relay-app", ["-m", "bench.relay_app", str(port), target, SECRET])
+        server = Server(proc, f"http://{LOCALHOST}:{port}")
+        procs.wait_http(proc, f"{server.url}/ready")
+        tenant = Tenant("tnt_relay", RELAY_KEY, SECRET)
+        return _run_rates(cfg, receiver, server, tenant, None)
 
 
 def idle(cfg: RunConfig, receiver: ReceiverClient) -> dict[str, Any]:

@@ -72,6 +72,7 @@ COLUMNS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         "everyday load, open loop, PostgreSQL",
         [*EVERYDAY, ("pg_ms_per_event_500", "ms PostgreSQL backends' CPU/event at 500/s", ".2f")],
     ),
+    "everyday.floor": ("everyday load, open loop, relay floor (no database)", EVERYDAY),
     "everyday.idle": (
         "idle server, % of a core",
         [

@@ -72,8 +72,9 @@ TARGETS = [
      "postgres_cpu_percent", "<=", 1.0),
 ]  # fmt: skip
 
-# Ratios reported without a target, for reading the figures.
-INFO_RATIOS = [
+# Ratios reported without a target, for reading the figures: (key, what, numerator
+# scenario, denominator scenario[, figure: "rate" unless given]).
+INFO_RATIOS: list[tuple[str, ...]] = [
     ("embedded_ingest_schema", "embedded ingest, JSON Schema on the type ÷ without",
      "embedded.ingest_schema", "embedded.ingest"),
     ("embedded_delivery_50ms", "embedded drain, 50 ms receiver ÷ delivery ceiling at 50 ms",
@@ -86,6 +87,18 @@ INFO_RATIOS = [
      "distributed.drain_1w_50ms", "naive.50ms"),
     ("distributed_2w_vs_1w", "distributed 2 workers ÷ 1 worker (instant)",
      "distributed.drain_2w", "distributed.drain_1w"),
+    # issue 18: webhookd's CPU per delivered event over the relay floor's (the same HTTP in
+    # and out without a database: bench/relay_app.py), the same rate, the same run
+    ("everyday_sqlite_500_vs_floor", "CPU per delivered event at 500 events/s, SQLite ÷ floor",
+     "everyday.sqlite", "everyday.floor", "ms_per_event_500"),
+    ("everyday_sqlite_100_vs_floor", "CPU per delivered event at 100 events/s, SQLite ÷ floor",
+     "everyday.sqlite", "everyday.floor", "ms_per_event_100"),
+    ("everyday_postgres_500_vs_floor",
+     "CPU per delivered event at 500 events/s, PostgreSQL ÷ floor",
+     "everyday.postgres", "everyday.floor", "ms_per_event_500"),
+    ("everyday_postgres_100_vs_floor",
+     "CPU per delivered event at 100 events/s, PostgreSQL ÷ floor",
+     "everyday.postgres", "everyday.floor", "ms_per_event_100"),
 ]  # fmt: skip
 
 RSS_LIMIT_MB = 300.0
@@ -159,8 +172,9 @@ def evaluate(scenarios: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict
             }
         )
     info = []
-    for key, what, num, den in INFO_RATIOS:
-        a, b = _figure(scenarios, num, "rate"), _figure(scenarios, den, "rate")
+    for key, what, num, den, *figure in INFO_RATIOS:
+        name = figure[0] if figure else "rate"
+        a, b = _figure(scenarios, num, name), _figure(scenarios, den, name)
         info.append({"key": key, "what": what, "ratio": a / b if a and b else None})
     return targets, info
 

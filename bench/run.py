@@ -67,6 +67,7 @@ STEPS: dict[str, Step] = {
     "everyday.postgres": lambda cfg, rx: {
         "everyday.postgres": everyday.everyday(cfg, rx, "postgres")
     },
+    "everyday.floor": lambda cfg, rx: {"everyday.floor": everyday.floor(cfg, rx)},
     "everyday.idle": lambda cfg, rx: {"everyday.idle": everyday.idle(cfg, rx)},
 }
 

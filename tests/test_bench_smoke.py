@@ -64,15 +64,15 @@ def test_harness_writes_results_and_regenerates_the_doc(tmp_path: Path) -> None:
 
 
 def test_everyday_scenario_measures_cpu_per_event_and_idle(tmp_path: Path) -> None:
-    """bench/everyday.py in its quick sizes: both databases at both rates and idle produce
-    their figures and targets (no speed asserted)."""
+    """bench/everyday.py in its quick sizes: both databases and the relay floor at both rates
+    and idle produce their figures, targets and ratios (no speed asserted)."""
     out, doc = tmp_path / "latest.json", tmp_path / "BENCHMARKS.md"
     shutil.copy(ROOT / "docs" / "BENCHMARKS.md", doc)
     code = run.main(["--quick", "--only", "everyday", "--output", str(out), "--doc", str(doc)])
     assert code == 0
     data = json.loads(out.read_text())["benchmark"]
     assert data["errors"] == []
-    for db in ("sqlite", "postgres"):
+    for db in ("sqlite", "postgres", "floor"):
         (figures,) = data["scenarios"][f"everyday.{db}"]["rounds"]
         for rate in ("100", "500"):
             assert figures[f"ms_per_event_{rate}"] > 0
@@ -86,7 +86,11 @@ def test_everyday_scenario_measures_cpu_per_event_and_idle(tmp_path: Path) -> No
     keys = {t["key"]: t for t in data["targets"]}
     for key in ("everyday_sqlite_500", "everyday_postgres_100", "idle_sqlite"):
         assert keys[key]["measured"] is not None and keys[key]["met"] in (True, False)
+    ratios = {r["key"]: r["ratio"] for r in data["ratios"]}
+    assert ratios["everyday_sqlite_500_vs_floor"] > 0
+    assert ratios["everyday_postgres_100_vs_floor"] > 0
     assert "everyday load, open loop, PostgreSQL" in doc.read_text()
+    assert "relay floor (no database)" in doc.read_text()
 
 
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
