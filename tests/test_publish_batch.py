@@ -34,6 +34,9 @@ class RecordingQueue:
     def submit(self, delivery_ids: Sequence[int], from_key: int | None = None) -> None:
         self.submitted.append(list(delivery_ids))
 
+    def lessee(self) -> None:
+        return None  # no engine here: every delivery waits for a claim
+
     async def stop(self) -> None: ...
 
 

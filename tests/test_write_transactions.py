@@ -19,7 +19,13 @@ from tests.conftest import create_tenant
 from tests.fixtures.delivery import wait_final
 from tests.fixtures.receiver import Receiver
 from tests.fixtures.server import ADMIN_KEY, LiveServer, make_settings, running_server
-from webhookd.db import Database, NetworkWaitInTransaction, network_wait
+from webhookd.db import (
+    Database,
+    NetworkWaitInTransaction,
+    after_commit,
+    after_rollback,
+    network_wait,
+)
 
 
 def test_the_guard_refuses_a_network_wait_inside_a_write_transaction(tmp_path: Path) -> None:
@@ -38,6 +44,28 @@ def test_the_guard_refuses_a_network_wait_inside_a_write_transaction(tmp_path: P
         network_wait("after")  # fine again
         async with db.read():
             network_wait("in a read")  # reads hold no lock
+        await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_after_commit_and_after_rollback_run_for_their_outcome_only(tmp_path: Path) -> None:
+    """What a write transaction reserved in memory (``after_rollback``: a publish's slots in
+    the engine) is given back when it fails, and only then."""
+
+    async def scenario() -> None:
+        db = Database(make_settings(tmp_path / "callbacks.db"))
+        ran: list[str] = []
+        async with db.write() as session:
+            after_commit(session, lambda: ran.append("committed"))
+            after_rollback(session, lambda: ran.append("undone"))
+        assert ran == ["committed"]
+        with pytest.raises(RuntimeError, match="boom"):
+            async with db.write() as session:
+                after_commit(session, lambda: ran.append("committed again"))
+                after_rollback(session, lambda: ran.append("undone"))
+                raise RuntimeError("boom")
+        assert ran == ["committed", "undone"]
         await db.dispose()
 
     asyncio.run(scenario())

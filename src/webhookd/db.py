@@ -54,6 +54,7 @@ NAMING_CONVENTION = {
 
 WRITE_OPTION = "webhookd_write"
 _AFTER_COMMIT = "webhookd_after_commit"
+_AFTER_ROLLBACK = "webhookd_after_rollback"
 # True in a task (and the tasks it starts) while it is inside a write transaction.
 _IN_WRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("webhookd_in_write", default=False)
 
@@ -318,13 +319,22 @@ class Database:
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A write transaction: committed when the block exits cleanly, else rolled back.
-        What was registered with :func:`after_commit` runs after the commit."""
-        with _writing():
-            async with self._connection() as conn:
-                async with AsyncSession(bind=conn, expire_on_commit=False) as session:
-                    yield session
-                    await session.commit()
-                    callbacks: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
+        What was registered with :func:`after_commit` runs after the commit, what was
+        registered with :func:`after_rollback` if it does not commit."""
+        undo: list[Callable[[], None]] = []
+        try:
+            with _writing():
+                async with self._connection() as conn:
+                    async with AsyncSession(bind=conn, expire_on_commit=False) as session:
+                        undo = session.info.setdefault(_AFTER_ROLLBACK, [])
+                        yield session
+                        await session.commit()
+                        undo = []
+                        callbacks: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
+        except BaseException:
+            for callback in undo:
+                callback()
+            raise
         for callback in callbacks:  # outside the lock and the transaction
             callback()
 
@@ -378,6 +388,12 @@ def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     """Run ``callback`` once the write transaction of ``session`` has committed (see
     :meth:`Database.write`); never if it rolls back."""
     session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+def after_rollback(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run ``callback`` if the write transaction of ``session`` ends without committing
+    (see :meth:`Database.write`): to undo what was reserved in memory for it."""
+    session.info.setdefault(_AFTER_ROLLBACK, []).append(callback)
 
 
 # SQLSTATE classes of a database that is unreachable or restarting: connection exceptions

@@ -62,6 +62,17 @@ BROKER_PUBLISH_FAILURES = Counter(
     "Delivery wake-ups that could not be sent to the broker (workers poll for the rows).",
 )
 
+DELIVERIES_LEASED = Counter(
+    "webhook_deliveries_leased",
+    "Deliveries sent out for an attempt, by how their engine got them: claim (a claim "
+    "transaction of the delivering process) or publish (leased in the publish transaction to "
+    "the engine of the process that published them, when it had room and nothing else was "
+    "due).",
+    ["via"],
+)
+LEASED_BY_CLAIM = DELIVERIES_LEASED.labels(via="claim")
+LEASED_AT_PUBLISH = DELIVERIES_LEASED.labels(via="publish")
+
 # Endpoint policy (docs/DELIVERY.md): no per-endpoint label, so their number stays fixed.
 DELIVERIES_THROTTLED = Counter(
     "webhook_deliveries_throttled",

@@ -26,6 +26,7 @@ import os
 import random
 import socket
 import uuid
+from collections.abc import Sequence
 
 import aiohttp
 import structlog
@@ -40,7 +41,7 @@ from webhookd.delivery.health import Change
 from webhookd.delivery.job import Job, Outcome
 from webhookd.delivery.lifecycle import Transition
 from webhookd.delivery.policy import EndpointPolicy
-from webhookd.delivery.store import DeliveryStore, PutBack, Recorded
+from webhookd.delivery.store import Claim, DeliveryStore, PutBack, Recorded
 from webhookd.logging import log_failure
 from webhookd.models import DeliveryStatus
 from webhookd.ratelimit import EndpointLimiter
@@ -109,6 +110,8 @@ class DeliveryEngine:
         # last set: the renewer extends those older than a third of a lease.
         self._leases: dict[int, float] = {}
         self._claim_started = 0.0
+        self._claiming = False  # a claim transaction is under way
+        self._reserved_at = 0.0  # loop time of the last reservation (its leases run from there)
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -188,20 +191,24 @@ class DeliveryEngine:
         wakes = self._wakes
         roomed = any(not self._at_cap(endpoint_id) for endpoint_id in self._roomed)
         self._claim_started = asyncio.get_running_loop().time()  # the leases run from here
-        async with self.db.write_connection() as conn:
-            claim = await self.store.claim_due(
-                conn,
-                owner=self.owner,
-                now=utcnow(),
-                lease=dt.timedelta(seconds=self.settings.lease_seconds),
-                limit=limit,
-                in_flight=self._by_endpoint,
-                endpoint_caps=self.caps.cap,
-                search_past_saturated=self._search_past_saturated or roomed,
-                search_from=None if roomed else self._search_floor,
-                search_past_capped=new_work,
-                probe=probe,
-            )
+        self._claiming = True  # no publish reserves slots meanwhile (the claim counts them)
+        try:
+            async with self.db.write_connection() as conn:
+                claim = await self.store.claim_due(
+                    conn,
+                    owner=self.owner,
+                    now=utcnow(),
+                    lease=dt.timedelta(seconds=self.settings.lease_seconds),
+                    limit=limit,
+                    in_flight=self._by_endpoint,
+                    endpoint_caps=self.caps.cap,
+                    search_past_saturated=self._search_past_saturated or roomed,
+                    search_from=None if roomed else self._search_floor,
+                    search_past_capped=new_work,
+                    probe=probe,
+                )
+        finally:
+            self._claiming = False
         self._handed_back(claim.put_back)
         report(claim.changes)
         self._held_back = claim.held_back
@@ -302,9 +309,14 @@ class DeliveryEngine:
                     await asyncio.sleep(wait)
 
     def _start_attempt(self, job: Job) -> None:
-        self._leases[job.delivery_id] = self._claim_started
         self._in_flight += 1
         self._by_endpoint[job.endpoint_id] += 1
+        metrics.LEASED_BY_CLAIM.inc()
+        self._launch(job, self._claim_started)
+
+    def _launch(self, job: Job, leased_at: float) -> None:
+        """Send ``job`` (already counted in flight), its lease running from ``leased_at``."""
+        self._leases[job.delivery_id] = leased_at
         metrics.DELIVERIES_IN_FLIGHT.inc()
         task = asyncio.create_task(self._attempt(job))
         self._attempt_tasks.add(task)
@@ -338,6 +350,67 @@ class DeliveryEngine:
         """A quarter of the endpoint's slots (at least one) are free."""
         cap = self.caps.cap(endpoint_id)
         return self._by_endpoint[endpoint_id] <= cap - max(1, cap // 4)
+
+    # -- deliveries leased at publish (queue.base.Lessee) ------------------------------------
+
+    @property
+    def lease(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.settings.lease_seconds)
+
+    def reserve(self, endpoint_ids: Sequence[int]) -> list[int]:
+        """New deliveries being published to these endpoints: the indexes of those this
+        engine takes at once (leased in the publish transaction), counted in flight from
+        now on. A claim would take them next only if nothing else is due: the last claim
+        leased less than it asked for and held nothing back at a cap, and nothing woke the
+        dispatcher since (a retry falling due, rows handed back, another publish, the poll).
+        Each within the free slots and its endpoint's cap."""
+        if (
+            self._stopping
+            or not self._loops
+            or self._claiming
+            or self._claimed_all
+            or self._held_back
+            or self._new_work
+        ):
+            return []
+        free = self.settings.delivery_concurrency - self._in_flight
+        taken: list[int] = []
+        for index, endpoint_id in enumerate(endpoint_ids):
+            if len(taken) >= free:
+                break
+            if self._at_cap(endpoint_id):
+                continue
+            self._by_endpoint[endpoint_id] += 1
+            taken.append(index)
+        self._in_flight += len(taken)
+        if taken:
+            self._reserved_at = asyncio.get_running_loop().time()
+        return taken
+
+    def release(self, endpoint_ids: Sequence[int]) -> None:
+        """Reserved deliveries that will not come: their slots are free again."""
+        for endpoint_id in endpoint_ids:
+            self._endpoint_done(endpoint_id)
+        self._in_flight -= len(endpoint_ids)
+        self._slot_freed.set()
+
+    def adopt(self, claim: Claim, endpoint_ids: Sequence[int]) -> None:
+        """The publish that reserved ``endpoint_ids`` committed, its rows leased to this
+        engine: send ``claim``'s jobs; the slots of what its gate handed back are free."""
+        self._handed_back(claim.put_back)
+        report(claim.changes)
+        remaining = collections.Counter(endpoint_ids)
+        for job in claim.jobs:
+            remaining[job.endpoint_id] -= 1
+        self.release(list(remaining.elements()))
+        if self._stopping:
+            # Not sent: leased to this engine, they fall due again when the lease runs out.
+            self.release([job.endpoint_id for job in claim.jobs])
+            return
+        for job in claim.jobs:
+            self.caps.ordering(job.endpoint_id, fifo=job.fifo)
+            self._launch(job, self._reserved_at)
+        metrics.LEASED_AT_PUBLISH.inc(len(claim.jobs))
 
     # -- writer ------------------------------------------------------------------------------
 
@@ -503,5 +576,6 @@ async def deliver_due(
             claim = await store.claim_due(conn, owner=owner, now=utcnow(), lease=lease, limit=batch)
         if not claim.jobs and not claim.put_back:
             return done
+        metrics.LEASED_BY_CLAIM.inc(len(claim.jobs))
         outcomes = await asyncio.gather(*(attempt(client, job, settings) for job in claim.jobs))
         done += (await record(db, store, owner, list(outcomes), policy)).transitions

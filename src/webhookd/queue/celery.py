@@ -90,6 +90,9 @@ class CeleryQueue:
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.delay(), self._flush)
 
+    def lessee(self) -> None:
+        return None  # the workers claim what the API publishes
+
     def delay(self) -> float:
         """Seconds to wait before sending what was just submitted: ``linger``, or longer to
         keep ``spacing`` after the previous message."""

@@ -19,6 +19,9 @@ class InProcessQueue:
     def submit(self, delivery_ids: Sequence[int], from_key: int | None = None) -> None:
         self.engine.wake(from_key)
 
+    def lessee(self) -> DeliveryEngine:
+        return self.engine
+
     async def stop(self) -> None:
         await self.engine.stop()
 
@@ -31,6 +34,9 @@ class DatabaseOnlyQueue:
         return None
 
     def submit(self, delivery_ids: Sequence[int], from_key: int | None = None) -> None:
+        return None
+
+    def lessee(self) -> None:
         return None
 
     async def stop(self) -> None:

@@ -95,6 +95,20 @@ class DeliveryStore(Protocol):
         endpoint's health or FIFO turn holds back (``Claim.put_back``)."""
         ...
 
+    async def lease_new(
+        self,
+        conn: AsyncConnection,
+        *,
+        delivery_ids: Sequence[int],
+        owner: str,
+        now: dt.datetime,
+        lease: dt.timedelta,
+    ) -> Claim:
+        """Lease deliveries inserted in this transaction to ``owner`` (the engine of the
+        process that publishes them, which has room for them), gated as a claim is; those
+        whose endpoint has a rate limit are handed back due at once (``Claim.put_back``)."""
+        ...
+
     async def put_back(
         self, conn: AsyncConnection, *, owner: str, items: Sequence[PutBack], now: dt.datetime
     ) -> None:

@@ -93,6 +93,8 @@ ROUTING = (
         QUEUE_HEAD,
         Endpoint.circuit,
         Endpoint.disabled_reason,
+        Endpoint.rate_limit,
+        Endpoint.ordering,
     )
     .where(Endpoint.tenant_id.in_(bindparam("tenants", expanding=True)))
     .where(Endpoint.is_active.is_(True), Endpoint.kind == EndpointKind.WEBHOOK)
@@ -385,7 +387,8 @@ class CoreStore(RetentionStore, abc.ABC):
             for row in rows:
                 tenant_id, endpoint_id, public_id, types, spec, channels, queue_head = row[:7]
                 passes = row[7] == Circuit.CLOSED and row[8] is None  # Health.passes
-                route = Route(endpoint_id, public_id, types, spec, channels, passes)
+                limited, fifo = row[9] is not None, row[10] == Ordering.FIFO
+                route = Route(endpoint_id, public_id, types, spec, channels, passes, limited, fifo)
                 table.endpoints.setdefault(tenant_id, []).append(route)
                 table.queue_head = queue_head  # the same on every row
         return table
@@ -487,9 +490,43 @@ class CoreStore(RetentionStore, abc.ABC):
             search = True
         if not chosen:
             return Claim([], held_back, exhausted)
+        return await self._lease(conn, chosen, Claim([], held_back, exhausted), owner, now, lease)
+
+    async def lease_new(
+        self,
+        conn: AsyncConnection,
+        *,
+        delivery_ids: Sequence[int],
+        owner: str,
+        now: dt.datetime,
+        lease: dt.timedelta,
+    ) -> Claim:
+        """Lease deliveries inserted in this transaction to ``owner`` as a claim would: the
+        engine that published them takes them at once, with no claim transaction of its
+        own. The same gate (``_gate``); a delivery whose endpoint has a rate limit by now
+        is handed back due at once, for a claim to throttle."""
+        claim = await self._lease(conn, delivery_ids, Claim([]), owner, now, lease)
+        limited = [j for j in claim.jobs if j.rate_limit is not None]
+        if limited:
+            back = [PutBack(j, now, "rate_limit") for j in limited]
+            await self.put_back(conn, owner=owner, items=back, now=now)
+            claim.put_back += back
+            claim.jobs = [j for j in claim.jobs if j.rate_limit is None]
+        return claim
+
+    async def _lease(
+        self,
+        conn: AsyncConnection,
+        ids: Sequence[int],
+        claim: Claim,
+        owner: str,
+        now: dt.datetime,
+        lease: dt.timedelta,
+    ) -> Claim:
+        """Lease these due deliveries to ``owner``; their jobs, gated, in ``claim``."""
         lease_values = lifecycle.leased(owner=owner, now=now, lease=lease)
-        await self._execute(conn, LEASE, {"ids": chosen, **_prefixed(lease_values, "v_")})
-        claim = Claim(await self._load_jobs(conn, chosen, now), held_back, exhausted)
+        await self._execute(conn, LEASE, {"ids": list(ids), **_prefixed(lease_values, "v_")})
+        claim.jobs = await self._load_jobs(conn, ids, now)
         await self._gate(conn, claim, owner=owner, now=now, lease=lease)
         return claim
 

@@ -49,6 +49,8 @@ class Route(NamedTuple):
     filter: dict[str, Any] | None  # delivery/filters.py
     channels: list[str] | None = None  # only events in one of these (routing.in_channels)
     passes: bool = True  # closed and enabled when routed (else perhaps held: Health.passes)
+    rate_limited: bool = False  # has a rate limit of its own (Endpoint.rate_limit)
+    fifo: bool = False  # delivers in order, one at a time (Ordering.FIFO)
 
 
 @dataclass(slots=True)
