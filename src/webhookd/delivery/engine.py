@@ -22,7 +22,6 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
-import math
 import os
 import random
 import socket
@@ -416,18 +415,12 @@ class DeliveryEngine:
     # -- writer ------------------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        previous = -math.inf  # loop time the previous batch was taken
         while True:
             batch = [await self._results.get()]
-            taken = loop.time()
-            steady = taken - previous < 2 * WRITE_LINGER
-            previous = taken
-            if (self._in_flight > 1 or steady) and self._results.qsize() < WRITE_BATCH // 10:
-                # More attempts are out, or outcomes keep coming a few ms apart (deliveries
-                # leased at publish go out one by one): let the next outcomes join this
-                # transaction. Costs nothing at the receiver, and at moderate load it
-                # records several per transaction instead of one.
+            if self._in_flight > 1 and self._results.qsize() < WRITE_BATCH // 10:
+                # More attempts are out: let their outcomes join this transaction. Costs
+                # nothing at the receiver, and at moderate load (outcomes a few ms apart)
+                # it records several per transaction instead of one.
                 await asyncio.sleep(WRITE_LINGER)
             while len(batch) < WRITE_BATCH and not self._results.empty():
                 batch.append(self._results.get_nowait())
