@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.unit.test_engine_wakeups import CAP, engine
-from webhookd.delivery.engine import DeliveryEngine
+from webhookd.delivery.engine import CLAIM_SPACING, DeliveryEngine
 from webhookd.delivery.store import Claim
 
 A, B = 1, 2
@@ -61,6 +61,7 @@ def test_reserve_stays_within_the_free_slots() -> None:
         eng = ready()
         eng._in_flight = eng.settings.delivery_concurrency - 2
         assert eng.reserve([A, B, A]) == [0, 1]
+        eng._claim_started -= CLAIM_SPACING  # not refused for its spacing, below
         assert eng.reserve([B]) == []
 
     asyncio.run(scenario())
@@ -84,5 +85,21 @@ def test_what_the_gate_hands_back_gives_its_slot_up() -> None:
         eng.adopt(Claim([]), [A, B])  # the gate handed both back (a circuit opened meanwhile)
         assert eng._in_flight == 0 and not eng._by_endpoint
         assert not eng._attempt_tasks
+
+    asyncio.run(scenario())
+
+
+def test_reservations_are_spaced_like_the_claims_woken_by_new_work() -> None:
+    """A publish within ``CLAIM_SPACING`` of the last claim or reservation is left to the
+    next claim, which takes several at once."""
+
+    async def scenario() -> None:
+        eng = ready()
+        assert eng.reserve([A]) == [0]
+        assert eng.reserve([B]) == []  # right after: left to the (spaced) claim
+        eng._claim_started -= CLAIM_SPACING  # as if that was 5 ms ago
+        assert eng.reserve([B]) == [0]
+        eng._claim_started = asyncio.get_running_loop().time()  # a claim just began
+        assert eng.reserve([A]) == []
 
     asyncio.run(scenario())

@@ -22,6 +22,7 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import math
 import os
 import random
 import socket
@@ -109,9 +110,9 @@ class DeliveryEngine:
         # Deliveries whose attempt is out (or not yet recorded) -> loop time their lease was
         # last set: the renewer extends those older than a third of a lease.
         self._leases: dict[int, float] = {}
-        self._claim_started = 0.0
-        self._claiming = False  # a claim transaction is under way
+        self._claim_started = -math.inf  # loop time the last claim or reservation began
         self._reserved_at = 0.0  # loop time of the last reservation (its leases run from there)
+        self._claiming = False  # a claim transaction is under way
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -363,7 +364,12 @@ class DeliveryEngine:
         now on. A claim would take them next only if nothing else is due: the last claim
         leased less than it asked for and held nothing back at a cap, and nothing woke the
         dispatcher since (a retry falling due, rows handed back, another publish, the poll).
-        Each within the free slots and its endpoint's cap."""
+        Each within the free slots and its endpoint's cap. Spaced like the claims woken by
+        new work (``CLAIM_SPACING`` after the last claim or reservation began): publishes
+        closer together are left to the next claim, which takes several at once (events
+        10 ms apart go out from their publish one by one; at 500 events/s a few at a time
+        through a claim cost less CPU than each on its own)."""
+        now = asyncio.get_running_loop().time()
         if (
             self._stopping
             or not self._loops
@@ -371,6 +377,7 @@ class DeliveryEngine:
             or self._claimed_all
             or self._held_back
             or self._new_work
+            or now - self._claim_started < CLAIM_SPACING
         ):
             return []
         free = self.settings.delivery_concurrency - self._in_flight
@@ -384,7 +391,7 @@ class DeliveryEngine:
             taken.append(index)
         self._in_flight += len(taken)
         if taken:
-            self._reserved_at = asyncio.get_running_loop().time()
+            self._claim_started = self._reserved_at = now  # the next claim is spaced
         return taken
 
     def release(self, endpoint_ids: Sequence[int]) -> None:
