@@ -183,7 +183,16 @@ class DeliveryEngine:
         return self._by_endpoint.get(endpoint_id, 0) >= self.caps.cap(endpoint_id)
 
     async def _claim(self, limit: int) -> list[Job]:
-        """Lease up to ``limit`` due deliveries to this engine, in fair order."""
+        """Lease up to ``limit`` due deliveries to this engine, in fair order. No publish
+        reserves slots (``reserve``) until the dispatcher has counted them in flight (it
+        starts them as soon as this returns): the claim counts the slots as they were."""
+        self._claiming = True
+        try:
+            return await self._claim_due(limit)
+        finally:
+            self._claiming = False
+
+    async def _claim_due(self, limit: int) -> list[Job]:
         loop_time = asyncio.get_running_loop().time()
         probe = loop_time >= self._next_probe_search
         if probe:
@@ -192,24 +201,20 @@ class DeliveryEngine:
         wakes = self._wakes
         roomed = any(not self._at_cap(endpoint_id) for endpoint_id in self._roomed)
         self._claim_started = asyncio.get_running_loop().time()  # the leases run from here
-        self._claiming = True  # no publish reserves slots meanwhile (the claim counts them)
-        try:
-            async with self.db.write_connection() as conn:
-                claim = await self.store.claim_due(
-                    conn,
-                    owner=self.owner,
-                    now=utcnow(),
-                    lease=dt.timedelta(seconds=self.settings.lease_seconds),
-                    limit=limit,
-                    in_flight=self._by_endpoint,
-                    endpoint_caps=self.caps.cap,
-                    search_past_saturated=self._search_past_saturated or roomed,
-                    search_from=None if roomed else self._search_floor,
-                    search_past_capped=new_work,
-                    probe=probe,
-                )
-        finally:
-            self._claiming = False
+        async with self.db.write_connection() as conn:
+            claim = await self.store.claim_due(
+                conn,
+                owner=self.owner,
+                now=utcnow(),
+                lease=dt.timedelta(seconds=self.settings.lease_seconds),
+                limit=limit,
+                in_flight=self._by_endpoint,
+                endpoint_caps=self.caps.cap,
+                search_past_saturated=self._search_past_saturated or roomed,
+                search_from=None if roomed else self._search_floor,
+                search_past_capped=new_work,
+                probe=probe,
+            )
         self._handed_back(claim.put_back)
         report(claim.changes)
         self._held_back = claim.held_back
