@@ -22,6 +22,8 @@ def ready(**state: Any) -> DeliveryEngine:
     eng = engine()
     eng._loops = [None]  # type: ignore[list-item]  # started
     eng._new_work = False
+    if state.pop("woken", False):
+        eng._wake.set()
     for name, value in state.items():
         setattr(eng, f"_{name}", value)
     return eng
@@ -33,7 +35,10 @@ def ready(**state: Any) -> DeliveryEngine:
         ({}, [A, B, A], [0, 1, 2]),
         ({"new_work": True}, [A], []),  # woken since the last claim: other work may be due
         ({"claimed_all": True}, [A], []),  # the last claim was full: more may be due
-        ({"held_back": {B}}, [A], []),  # rows left behind at a cap
+        ({"held_back": {B}}, [A], []),  # rows left behind at a cap, not searched past yet
+        # ... searched past, nothing else due: the others' new rows go, B's wait for claims
+        ({"held_back": {B}, "search_past_saturated": False}, [A, B, A], [0, 2]),
+        ({"woken": True}, [A], []),  # a claim is pending (an endpoint with room, a timer)
         ({"claiming": True}, [A], []),  # a claim is counting the slots
         ({"stopping": True}, [A], []),
         ({"loops": []}, [A], []),  # not started

@@ -366,22 +366,26 @@ class DeliveryEngine:
     def reserve(self, endpoint_ids: Sequence[int]) -> list[int]:
         """New deliveries being published to these endpoints: the indexes of those this
         engine takes at once (leased in the publish transaction), counted in flight from
-        now on. A claim would take them next only if nothing else is due: the last claim
-        leased less than it asked for and held nothing back at a cap, and nothing woke the
-        dispatcher since (a retry falling due, rows handed back, another publish, the poll).
-        Each within the free slots and its endpoint's cap. Spaced like the claims woken by
-        new work (``CLAIM_SPACING`` after the last claim or reservation began): publishes
-        closer together are left to the next claim, which takes several at once (events
-        10 ms apart go out from their publish one by one; at 500 events/s a few at a time
-        through a claim cost less CPU than each on its own)."""
+        now on. Only what a claim would take next: nothing else may be due. The last claim
+        leased less than it asked for, no claim is under way or pending (nothing woke the
+        dispatcher since: a retry falling due, rows handed back, a publish it did not take,
+        an endpoint with room again, the poll), and if that claim left rows behind at
+        endpoints' caps, its search past those endpoints found nothing else due; the rows
+        of those endpoints are left to the claims. Each within the free slots and its
+        endpoint's cap. Spaced like the claims woken by new work (``CLAIM_SPACING`` after
+        the last claim or reservation began): publishes closer together are left to the
+        next claim, which takes several at once (events 10 ms apart go out from their
+        publish one by one; at 500 events/s a few at a time through a claim cost less CPU
+        than each on its own)."""
         now = asyncio.get_running_loop().time()
         if (
             self._stopping
             or not self._loops
             or self._claiming
             or self._claimed_all
-            or self._held_back
             or self._new_work
+            or self._wake.is_set()
+            or (self._held_back and self._search_past_saturated)
             or now - self._claim_started < CLAIM_SPACING
         ):
             return []
@@ -390,7 +394,7 @@ class DeliveryEngine:
         for index, endpoint_id in enumerate(endpoint_ids):
             if len(taken) >= free:
                 break
-            if self._at_cap(endpoint_id):
+            if endpoint_id in self._held_back or self._at_cap(endpoint_id):
                 continue
             self._by_endpoint[endpoint_id] += 1
             taken.append(index)
