@@ -108,3 +108,21 @@ def test_reservations_are_spaced_like_the_claims_woken_by_new_work() -> None:
         assert eng.reserve([A]) == []
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("held_back", "in_flight", "claiming", "later"),
+    [
+        ({A}, CAP, False, True),  # at its cap, rows left behind: claimed when it has room
+        ({A}, CAP - 1, False, False),  # room now: a claim can take the new row
+        (set(), CAP, False, False),  # nothing left behind: no room-claim will come by itself
+        ({A}, CAP, True, False),  # a claim is under way: its outcome decides
+    ],
+)
+def test_a_publish_to_a_saturated_endpoint_wakes_no_claim(
+    held_back: set[int], in_flight: int, claiming: bool, later: bool
+) -> None:
+    eng = ready(held_back=held_back, claiming=claiming)
+    eng.caps._cap[A] = CAP
+    eng._by_endpoint[A] = in_flight
+    assert eng.claims_later(A) is later

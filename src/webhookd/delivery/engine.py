@@ -403,6 +403,13 @@ class DeliveryEngine:
             self._claim_started = self._reserved_at = now  # the next claim is spaced
         return taken
 
+    def claims_later(self, endpoint_id: int) -> bool:
+        """The endpoint is at its cap and the last claim left its due rows behind: when a
+        quarter of its slots are free the engine claims again from the head of the queue
+        (``_endpoint_done``), new rows of it included; until then no claim could take them
+        (a publish need not wake one). False while a claim runs: its outcome decides."""
+        return not self._claiming and endpoint_id in self._held_back and self._at_cap(endpoint_id)
+
     def release(self, endpoint_ids: Sequence[int]) -> None:
         """Reserved deliveries that will not come: their slots are free again."""
         for endpoint_id in endpoint_ids:

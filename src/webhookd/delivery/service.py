@@ -170,11 +170,22 @@ class DeliveryService:
                 (ref for ref in refs if ref.public_id in direct), key=lambda r: keys[r.public_id]
             )
             leased = await self._lease_to_engine(session, candidates, now)
-            due = [ref for ref in refs if ref.id not in leased]
+            # Rows created waiting are released (and woken for) by their endpoint's recovery.
+            due = [ref for ref in refs if ref.id not in leased and not ref.waiting]
             if due:
                 from_key = min(keys[ref.public_id] for ref in due)
-                self._wake_after_commit(session, [ref.id for ref in due], from_key)
+                after_commit(session, lambda: self._wake_for_new(due, from_key))
         return by_event
+
+    def _wake_for_new(self, refs: Sequence[DeliveryRef], from_key: int) -> None:
+        """Once the publish committed: wake the queue for its due rows, but for those the
+        local engine claims anyway as soon as their endpoint has room (at its cap, rows
+        left behind: a claim now could not take them). A publish to a few saturated
+        endpoints then costs no claim."""
+        lessee = self.queue.lessee()
+        ids = [ref.id for ref in refs if lessee is None or not lessee.claims_later(ref.endpoint_id)]
+        if ids:
+            self.queue.submit(ids, from_key)
 
     async def _lease_to_engine(
         self, session: AsyncSession, candidates: Sequence[DeliveryRef], now: dt.datetime

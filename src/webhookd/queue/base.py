@@ -32,6 +32,11 @@ class Lessee(Protocol):
         next: nothing while other work is due or an endpoint is at its cap."""
         ...
 
+    def claims_later(self, endpoint_id: int) -> bool:
+        """The endpoint is at its cap with due rows left behind: the engine claims its rows
+        as soon as it has room, so new ones need no wake-up."""
+        ...
+
     def release(self, endpoint_ids: Sequence[int]) -> None:
         """Reserved deliveries that will not come (their transaction rolled back)."""
 

@@ -368,7 +368,8 @@ class CoreStore(RetentionStore, abc.ABC):
         due = [row for row in rows if row.endpoint_id not in held]
         waiting = [row for row in rows if row.endpoint_id in held]
         values = lifecycle.new_delivery(now, waiting=True)
-        refs = await self._insert_deliveries(conn, waiting, values)
+        inserted = await self._insert_deliveries(conn, waiting, values)
+        refs = [ref._replace(waiting=True) for ref in inserted]
         if due:
             refs += await self._insert_deliveries(conn, due, lifecycle.new_delivery(now))
         position = {row.public_id: n for n, row in enumerate(rows)}

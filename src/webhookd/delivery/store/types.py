@@ -40,6 +40,7 @@ class DeliveryRef(NamedTuple):
     public_id: uuid.UUID
     event_pk: int
     endpoint_id: int
+    waiting: bool = False  # created waiting (its endpoint held): not due, nothing to wake
 
 
 class Route(NamedTuple):
