@@ -8,12 +8,24 @@ counted by ``webhook_deliveries_leased_total{via}``."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+
+import pytest
 
 from tests.fixtures.delivery import wait_deliveries, wait_final
 from tests.fixtures.receiver import Received
+from tests.fixtures.server import LiveServer, running_server
 from tests.test_metrics import scrape
 
 LEASED = "webhook_deliveries_leased_total"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[LiveServer]:
+    """No poll while the tests run: its claim (once a second) would take a publish that
+    falls within ``CLAIM_SPACING`` of it, and the counts below would depend on timing."""
+    with running_server(tmp_path_factory, "lease", backend=backend, poll_interval=60) as srv:
+        yield srv
 
 
 def payload(request: Received) -> dict:
