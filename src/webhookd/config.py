@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     poll_interval: float = Field(default=1.0, gt=0)
     connect_timeout: float = Field(default=5.0, gt=0)
     request_timeout: float = Field(default=10.0, gt=0)
+    # Seconds a pooled connection to a receiver may sit idle and still be reused. Below the
+    # idle timeout of common servers (uvicorn and Node close after 5 s): a connection the
+    # receiver closes just as we reuse it fails the attempt ("Can not write request body",
+    # "Server disconnected") and costs a retry delay.
+    delivery_keepalive: float = Field(default=4.0, gt=0, le=300)
     response_body_limit: int = Field(default=4096, ge=0, le=1_048_576)
     retry_base_delay: float = Field(default=1.0, ge=0)
     retry_max_delay: float = Field(default=32.0, ge=0)

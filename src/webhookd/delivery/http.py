@@ -17,7 +17,9 @@ def create_client(settings: Settings) -> aiohttp.ClientSession:
     - the resolver refuses names that resolve to private addresses, and aiohttp connects to
       exactly the addresses it returned (no DNS rebinding between check and connect);
     - no cookies are kept (tenants must never see each other's cookies);
-    - proxies from the environment are ignored (a proxy would hide the real target).
+    - proxies from the environment are ignored (a proxy would hide the real target);
+    - an idle connection is reused only within ``delivery_keepalive`` seconds, before
+      receivers' own idle timeouts close it under a request in flight.
     """
     resolver = (
         None
@@ -29,7 +31,7 @@ def create_client(settings: Settings) -> aiohttp.ClientSession:
         limit_per_host=0,
         resolver=resolver,
         ttl_dns_cache=10,
-        keepalive_timeout=30,
+        keepalive_timeout=settings.delivery_keepalive,
     )
     timeout = aiohttp.ClientTimeout(
         total=settings.request_timeout, sock_connect=settings.connect_timeout
