@@ -88,7 +88,8 @@ class DriverQuery:
             for name in self.compiled.positiontup or ()
         ]
         self._by_name = {p.name: p for p in self.params}
-        self._expanded: dict[tuple[int, ...], str] = {}
+        self._expanded: dict[tuple[int, ...], str] = {}  # qmark's SQL by shape
+        self._numbered: dict[tuple[int, ...], tuple[str, list[tuple[int, int]]] | None] = {}
         self.row: Any = None  # the named tuple of a result row (a select)
         self.processors: list[tuple[int, Convert]] = []  # (column index, result processor)
         if isinstance(statement, Select):
@@ -133,10 +134,49 @@ class DriverQuery:
 
     def numbered(self, values: Mapping[str, Any]) -> tuple[str, list[Any]]:
         """SQL with ``$n`` placeholders (asyncpg), expanded by SQLAlchemy's compiler as its
-        own execution would, and its parameters in order."""
-        converted = {p.name: self._value(p, values) for p in self.params}
-        expanded = self.compiled.construct_expanded_state(converted)
-        return expanded.statement, list(expanded.positional_parameters)
+        own execution would, and its parameters in order.
+
+        The compiler's expansion (~10 µs a call) runs once per shape (the length of each
+        expanding list): a run on stand-in values gives the shape's SQL and where each
+        value goes (the compiler numbers the plain parameters before the expanded lists'
+        elements), which later calls of that shape reuse."""
+        converted = [self._value(p, values) for p in self.params]
+        key = tuple(len(v) for p, v in zip(self.params, converted, strict=True) if p.expanding)
+        if key in self._numbered:
+            shape = self._numbered[key]
+        else:
+            shape = self._numbered_shape(key)
+            if len(self._numbered) < 256:
+                self._numbered[key] = shape
+        if shape is None:  # values rendered into the SQL itself: expand each time
+            named = {p.name: v for p, v in zip(self.params, converted, strict=True)}
+            expanded = self.compiled.construct_expanded_state(named)
+            return expanded.statement, list(expanded.positional_parameters)
+        sql, layout = shape
+        return sql, [converted[i] if n < 0 else converted[i][n] for i, n in layout]
+
+    def _numbered_shape(self, key: tuple[int, ...]) -> tuple[str, list[tuple[int, int]]] | None:
+        """The SQL of one shape and, per ``$n``, (parameter index, element index or -1);
+        None if the compiler writes some value into the SQL (``literal_execute``)."""
+        lengths = iter(key)
+        slots: dict[int, tuple[int, int]] = {}
+        stand_ins: dict[str, Any] = {}
+        for i, p in enumerate(self.params):
+            if p.expanding:
+                elements = [_StandIn() for _ in range(next(lengths))]
+                slots.update({id(e): (i, n) for n, e in enumerate(elements)})
+                stand_ins[p.name] = elements
+            else:
+                stand_ins[p.name] = element = _StandIn()
+                slots[id(element)] = (i, -1)
+        try:
+            expanded = self.compiled.construct_expanded_state(stand_ins)
+        except Exception:  # a value the compiler itself had to render
+            return None
+        layout = [slots.get(id(v)) for v in expanded.positional_parameters]
+        if len(layout) != len(slots) or None in layout:
+            return None
+        return expanded.statement, cast(list[tuple[int, int]], layout)
 
     def rows(self, fetched: Sequence[Sequence[Any]]) -> list[Any]:
         """The driver's rows as named tuples of the values SQLAlchemy would give."""
@@ -152,6 +192,10 @@ class DriverQuery:
                 values[i] = process(values[i])
             out.append(row._make(values))
         return out
+
+
+class _StandIn:
+    """A value that only stands for its place (``DriverQuery.numbered``)."""
 
 
 _QUERIES: dict[tuple[int, int], DriverQuery] = {}
