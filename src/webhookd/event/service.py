@@ -14,7 +14,7 @@ from webhookd.delivery.service import DeliveryService, NewEvent, RoutableEvent
 from webhookd.errors import AppError, Conflict, NotFound
 from webhookd.event import repository
 from webhookd.event.schemas import DeliverySummary, EventAccepted, EventCreate
-from webhookd.ids import Kind, format_id, new_id, parse_id
+from webhookd.ids import Kind, format_cached, format_id, new_id, parse_id
 from webhookd.models import Attempt, DeliveryStatus, Event
 
 
@@ -70,7 +70,7 @@ async def publish_events(
                 deliveries=[
                     DeliverySummary(
                         id=format_id(Kind.DELIVERY, d.delivery_id),
-                        endpoint_id=format_id(Kind.ENDPOINT, d.endpoint_id),
+                        endpoint_id=format_cached(Kind.ENDPOINT, d.endpoint_id),
                         status=DeliveryStatus.PENDING,
                     )
                     for d in by_event.get(event_pk, ())
