@@ -107,3 +107,14 @@ def test_pages_benchmark_runs_on_a_tiny_seed(tmp_path: Path, db: str) -> None:
     assert "event log, 10 next links deep" in names and "portal delivery detail" in names
     assert all(row["median_ms"] > 0 for row in data["pages"])
     assert "| event detail |" in pages.render(data)
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_publish_batch_benchmark_stores_every_event_it_counts(db: str) -> None:
+    """bench/publish_batch.py: every publish it times is stored with its delivery."""
+    from bench import publish_batch
+
+    result = publish_batch.main(["--db", db, "--sizes", "1,4", "--batches", "5"])
+    assert result["deliveries_stored"] == 2 * 5 * (1 + 4)  # warm-up and measured
+    assert [row["size"] for row in result["batches"]] == [1, 4]
+    assert all(row["cpu_ms"] > 0 for row in result["batches"])
